@@ -1,0 +1,16 @@
+using System.CommandLine;
+
+namespace EdgeDiffusion.Cli;
+
+public static class Program
+{
+    public static int Main(string[] args) => BuildRoot().Parse(args).Invoke();
+
+    /// <summary>The edgediff command tree: one thin verb per library capability, each defined in its own file.</summary>
+    public static RootCommand BuildRoot()
+    {
+        var root = new RootCommand("edgediff: on-device text-to-image diffusion on ONNX Runtime, with compressed weights and per-layer reports.");
+        root.Subcommands.Add(InspectCommand.Create());
+        return root;
+    }
+}
