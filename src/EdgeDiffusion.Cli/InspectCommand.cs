@@ -1,4 +1,8 @@
 using System.CommandLine;
+using System.Globalization;
+using EdgeDiffusion.Onnx;
+using EdgeDiffusion.Pipelines;
+using Spectre.Console;
 
 namespace EdgeDiffusion.Cli;
 
@@ -13,7 +17,73 @@ public static class InspectCommand
         {
             path, json,
         };
-        command.SetAction(result => VerbRunner.Run(() => 0));
+        command.SetAction(result => VerbRunner.Run(() =>
+        {
+            string target = result.GetValue(path)!;
+            bool asJson = result.GetValue(json);
+            if (Directory.Exists(target))
+            {
+                var folder = ModelFolderInspection.Inspect(target);
+                if (asJson) Console.Out.WriteLine(CliJson.Serialize(folder));
+                else RenderFolder(folder);
+            }
+            else
+            {
+                var model = ModelInspector.Inspect(target);
+                if (asJson) Console.Out.WriteLine(CliJson.Serialize(model));
+                else Render(model, null);
+            }
+            return 0;
+        }));
         return command;
     }
+
+    private static IAnsiConsole Out => AnsiConsole.Console;
+
+    private static void RenderFolder(ModelFolderInspection folder)
+    {
+        Out.MarkupLine($"[bold]{Markup.Escape(folder.Root)}[/]: {folder.Components.Count} components");
+        foreach (var c in folder.Components) Render(c.Model, c.Component);
+        var totals = new Table().Title("Totals").AddColumns("component", "parameters", "weight bytes", "nodes", "compressed");
+        foreach (var c in folder.Components)
+            totals.AddRow(c.Component, Count(c.Model.ParameterCount), Bytes(c.Model.ParameterBytes), c.Model.NodeCount.ToString(CultureInfo.InvariantCulture), c.Model.Compression.Compressed ? "yes" : "no");
+        totals.AddRow("[bold]total[/]", Count(folder.ParameterCount), Bytes(folder.ParameterBytes), "", $"disk {Bytes(folder.DiskBytes)}");
+        Out.Write(totals);
+    }
+
+    private static void Render(ModelInspection m, string? component)
+    {
+        Out.Write(new Rule(Markup.Escape(component is null ? m.Path : $"{component}  ({m.Path})")).LeftJustified());
+        Out.MarkupLine($"ir_version {m.IrVersion}, opsets {Markup.Escape(string.Join(", ", m.Opsets))}, producer {Markup.Escape(m.Producer)}, file {Bytes(m.FileBytes)}");
+        var io = new Table().AddColumns("", "name", "type", "shape");
+        foreach (var v in m.Inputs) io.AddRow("input", Markup.Escape(v.Name), v.Type, Markup.Escape("[" + string.Join(", ", v.Shape) + "]"));
+        foreach (var v in m.Outputs) io.AddRow("output", Markup.Escape(v.Name), v.Type, Markup.Escape("[" + string.Join(", ", v.Shape) + "]"));
+        Out.Write(io);
+        Out.MarkupLine($"{m.NodeCount} nodes: " + Markup.Escape(string.Join(", ", m.OpHistogram.Select(p => $"{p.Key} {p.Value}"))));
+        Out.MarkupLine($"{Count(m.ParameterCount)} parameters, {Bytes(m.ParameterBytes)}: " +
+            Markup.Escape(string.Join(", ", m.ByDtype.Select(d => $"{d.Dtype} {Count(d.Parameters)} ({Bytes(d.Bytes)})"))));
+        if (m.LargestInitializers.Count > 0)
+        {
+            var largest = new Table().Title("largest initializers").AddColumns("name", "dtype", "shape", "bytes", "stored");
+            foreach (var t in m.LargestInitializers)
+                largest.AddRow(Markup.Escape(t.Name), t.Dtype, Markup.Escape("[" + string.Join(", ", t.Shape) + "]"), Bytes(t.Bytes), t.External ? "external" : "inline");
+            Out.Write(largest);
+        }
+        foreach (var f in m.ExternalDataFiles)
+            Out.MarkupLine($"external data: {Markup.Escape(f.Location)} ({Bytes(f.Bytes)}, {f.Tensors} tensors)");
+        var c = m.Compression;
+        Out.MarkupLine(c.Compressed
+            ? $"compressed weights: {c.DequantizeLinear} DequantizeLinear, {c.LookupTables} look-up tables, {c.MatMulNBits} MatMulNBits, {c.ScatteredSparse} sparse scatters ({Bytes(c.CompressedWeightBytes)} stored)"
+            : "compressed weights: none");
+    }
+
+    internal static string Count(long n) => n.ToString("N0", CultureInfo.InvariantCulture);
+
+    internal static string Bytes(long n) => n switch
+    {
+        >= 1L << 30 => $"{n / (double)(1L << 30):0.00} GiB",
+        >= 1L << 20 => $"{n / (double)(1L << 20):0.0} MiB",
+        >= 1L << 10 => $"{n / 1024.0:0.0} KiB",
+        _ => $"{n} B",
+    };
 }

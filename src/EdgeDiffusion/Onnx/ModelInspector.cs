@@ -1,0 +1,142 @@
+using EdgeDiffusion.Onnx.Protobuf;
+
+namespace EdgeDiffusion.Onnx;
+
+public sealed record ValueSummary(string Name, string Type, IReadOnlyList<string> Shape);
+
+public sealed record DtypeTotal(string Dtype, long Tensors, long Parameters, long Bytes);
+
+public sealed record InitializerSummary(string Name, string Dtype, IReadOnlyList<long> Shape, long Bytes, bool External);
+
+public sealed record ExternalFileSummary(string Location, long Bytes, int Tensors);
+
+/// <summary>Weight compression found in a graph: the decompression subgraphs that feed weights, by kind.</summary>
+public sealed record CompressionSummary(int DequantizeLinear, int LookupTables, int MatMulNBits, int ScatteredSparse, long CompressedWeightBytes)
+{
+    public bool Compressed => DequantizeLinear + LookupTables + MatMulNBits + ScatteredSparse > 0;
+}
+
+public sealed record ModelInspection(
+    string Path,
+    long IrVersion,
+    string Producer,
+    IReadOnlyList<string> Opsets,
+    IReadOnlyList<ValueSummary> Inputs,
+    IReadOnlyList<ValueSummary> Outputs,
+    int NodeCount,
+    IReadOnlyList<KeyValuePair<string, int>> OpHistogram,
+    long ParameterCount,
+    long ParameterBytes,
+    IReadOnlyList<DtypeTotal> ByDtype,
+    IReadOnlyList<InitializerSummary> LargestInitializers,
+    IReadOnlyList<ExternalFileSummary> ExternalDataFiles,
+    CompressionSummary Compression,
+    long FileBytes);
+
+/// <summary>Summarises one ONNX model without reading its weights: everything comes from the protobuf and the external references.</summary>
+public static class ModelInspector
+{
+    public static ModelInspection Inspect(string path)
+    {
+        using var model = OnnxModel.Load(path);
+        return Inspect(model);
+    }
+
+    public static ModelInspection Inspect(OnnxModel model)
+    {
+        var graph = model.Graph;
+        var graphs = OnnxGraphs.WithSubgraphs(graph).ToList();
+        var nodes = graphs.SelectMany(g => g.Node).ToList();
+        var histogram = nodes.GroupBy(n => string.IsNullOrEmpty(n.Domain) || n.Domain == "ai.onnx" ? n.OpType : $"{n.Domain}.{n.OpType}")
+            .Select(g => new KeyValuePair<string, int>(g.Key, g.Count()))
+            .OrderByDescending(p => p.Value).ThenBy(p => p.Key, StringComparer.Ordinal).ToList();
+
+        var initializers = graphs.SelectMany(g => g.Initializer).ToList();
+        var initializerNames = graph.Initializer.Select(t => t.Name).ToHashSet(StringComparer.Ordinal);
+        var sizes = initializers.Select(t => (Tensor: t, Elements: TensorData.ElementCount(t, model.File), Bytes: ByteSize(t, model.File))).ToList();
+        var byDtype = sizes.GroupBy(s => DataTypes.Name(s.Tensor.DataType))
+            .Select(g => new DtypeTotal(g.Key, g.Count(), g.Sum(s => s.Elements), g.Sum(s => s.Bytes)))
+            .OrderByDescending(d => d.Bytes).ToList();
+        var largest = sizes.OrderByDescending(s => s.Bytes).ThenBy(s => s.Tensor.Name, StringComparer.Ordinal).Take(10)
+            .Select(s => new InitializerSummary(s.Tensor.Name, DataTypes.Name(s.Tensor.DataType), s.Tensor.Dims.ToList(), s.Bytes, ExternalDataFiles.IsExternal(s.Tensor)))
+            .ToList();
+        var external = initializers.Where(ExternalDataFiles.IsExternal)
+            .Select(t => model.External.Resolve(t))
+            .GroupBy(w => w.Location)
+            .Select(g => new ExternalFileSummary(g.Key, new FileInfo(g.First().FullPath).Length, g.Count()))
+            .OrderBy(f => f.Location, StringComparer.Ordinal).ToList();
+
+        string file = model.File;
+        return new ModelInspection(
+            file,
+            model.Proto.IrVersion,
+            string.Join(" ", new[] { model.Proto.ProducerName, model.Proto.ProducerVersion }.Where(s => !string.IsNullOrEmpty(s))),
+            model.Proto.OpsetImport.Select(o => $"{(string.IsNullOrEmpty(o.Domain) ? "ai.onnx" : o.Domain)} {o.Version}").ToList(),
+            graph.Input.Where(i => !initializerNames.Contains(i.Name)).Select(Summarise).ToList(),
+            graph.Output.Select(Summarise).ToList(),
+            nodes.Count,
+            histogram,
+            sizes.Sum(s => s.Elements),
+            sizes.Sum(s => s.Bytes),
+            byDtype,
+            largest,
+            external,
+            DetectCompression(graph, model.File),
+            System.IO.File.Exists(file) ? new FileInfo(file).Length : 0);
+    }
+
+    private static long ByteSize(TensorProto t, string file)
+    {
+        long raw = TensorData.RawByteCount(t, file);
+        return raw >= 0 ? raw : t.StringData.Sum(s => (long)s.Length);
+    }
+
+    /// <summary>
+    /// Weight decompression patterns: DequantizeLinear whose data input is an initializer; Gather from an initializer
+    /// table (palettization look-up); com.microsoft MatMulNBits; ScatterElements/ScatterND writing initializer values
+    /// into a dense tensor (compactly stored pruning).
+    /// </summary>
+    public static CompressionSummary DetectCompression(GraphProto graph, string file = "")
+    {
+        var initializers = OnnxGraphs.AllInitializers(graph).GroupBy(t => t.Name).ToDictionary(g => g.Key, g => g.First());
+        int dq = 0, lut = 0, nbits = 0, scatter = 0;
+        long bytes = 0;
+        foreach (var node in OnnxGraphs.WithSubgraphs(graph).SelectMany(g => g.Node))
+        {
+            string? weight = null;
+            switch (node.OpType)
+            {
+                case "DequantizeLinear" when node.Input.Count > 0 && initializers.ContainsKey(node.Input[0]):
+                    dq++; weight = node.Input[0]; break;
+                case "Gather" when node.Input.Count > 1 && initializers.ContainsKey(node.Input[0]) && !IsEmbeddingLookup(node, graph):
+                    lut++; weight = node.Input[0]; break;
+                case "MatMulNBits" when node.Domain == "com.microsoft" && node.Input.Count > 1:
+                    nbits++; weight = node.Input[1]; break;
+                case "ScatterElements" or "ScatterND" when node.Input.Count > 2 && initializers.ContainsKey(node.Input[2]):
+                    scatter++; weight = node.Input[2]; break;
+            }
+            if (weight is not null && initializers.TryGetValue(weight, out var t)) bytes += Math.Max(0, TensorData.RawByteCount(t, file));
+        }
+        return new CompressionSummary(dq, lut, nbits, scatter, bytes);
+    }
+
+    /// <summary>A Gather whose indices come straight from a graph input (token ids) is an embedding, not a palette.</summary>
+    private static bool IsEmbeddingLookup(NodeProto node, GraphProto graph) => graph.Input.Any(i => i.Name == node.Input[1]) ||
+        graph.Node.Any(n => n.Output.Contains(node.Input[1]) && n.Input.Any(x => graph.Input.Any(i => i.Name == x)));
+
+    private static ValueSummary Summarise(ValueInfoProto v)
+    {
+        var type = v.Type;
+        if (type?.TensorType is { } t)
+        {
+            var shape = t.Shape?.Dim.Select(d => d.ValueCase switch
+            {
+                TensorShapeProto.Types.Dimension.ValueOneofCase.DimValue => d.DimValue.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                TensorShapeProto.Types.Dimension.ValueOneofCase.DimParam => d.DimParam,
+                _ => "?",
+            }).ToList() ?? [];
+            return new ValueSummary(v.Name, DataTypes.Name(t.ElemType), shape);
+        }
+        return new ValueSummary(v.Name, type?.ValueCase.ToString().ToLowerInvariant() ?? "unknown", []);
+    }
+}
