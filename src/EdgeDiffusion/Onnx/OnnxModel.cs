@@ -108,7 +108,7 @@ public sealed class OnnxModel : IDisposable
         try
         {
             long inlineBytes = 0;
-            using (var data = options.ExternalData ? new FileStream(tmpData, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20) : null)
+            using (var data = options.ExternalData ? new FileStream(tmpData, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 16) : null)
             {
                 foreach (var tensor in OnnxGraphs.AllInitializers(copy.Graph))
                 {
@@ -118,8 +118,7 @@ public sealed class OnnxModel : IDisposable
                     if (data is not null && size >= options.ExternalThresholdBytes)
                     {
                         long offset = (data.Position + options.Alignment - 1) / options.Alignment * options.Alignment;
-                        data.SetLength(offset);
-                        data.Position = offset;
+                        data.Write(Padding(options.Alignment)[..(int)(offset - data.Position)]);
                         TensorData.WriteRawBytesTo(tensor, External, File, data);
                         TensorData.ClearData(tensor);
                         tensor.DataLocation = TensorProto.Types.DataLocation.External;
@@ -159,6 +158,10 @@ public sealed class OnnxModel : IDisposable
             if (System.IO.File.Exists(tmpModel)) System.IO.File.Delete(tmpModel);
         }
     }
+
+    private static ReadOnlySpan<byte> Padding(int alignment) => alignment <= ZeroPage.Length ? ZeroPage : new byte[alignment];
+
+    private static readonly byte[] ZeroPage = new byte[65536];
 
     /// <summary>The serialized model bytes when it has no external data (as ONNX Runtime's byte-array constructor takes).</summary>
     public byte[] ToBytes()

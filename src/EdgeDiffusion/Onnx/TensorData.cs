@@ -98,7 +98,7 @@ public static class TensorData
             var where = external.Resolve(tensor);
             if (where.Length != size)
                 throw ExternalDataFiles.Problem(where.FullPath, tensor, $"external length is {where.Length} bytes but its shape and type need {size}");
-            byte[] buffer = ArrayPool<byte>.Shared.Rent(1 << 20);
+            byte[] buffer = ArrayPool<byte>.Shared.Rent(8 << 20);
             try
             {
                 for (long done = 0; done < size;)

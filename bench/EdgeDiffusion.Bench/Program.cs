@@ -1,0 +1,31 @@
+using System.Globalization;
+
+namespace EdgeDiffusion.Bench;
+
+/// <summary>
+/// Benchmarks that are not tests: they print figures to record in docs/benchmarks.md.
+/// Usage: dotnet run -c Release --project bench/EdgeDiffusion.Bench -- onnx-io [--gb 3.4] [--width 4096] [--dir .bench/onnx-io]
+/// </summary>
+public static class Program
+{
+    public static int Main(string[] args)
+    {
+        string verb = args.Length > 0 ? args[0] : "";
+        string Option(string name, string fallback)
+        {
+            int i = Array.IndexOf(args, name);
+            return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback;
+        }
+        switch (verb)
+        {
+            case "onnx-io":
+                OnnxIoBenchmark.Run(Option("--dir", Path.Combine(".bench", "onnx-io")),
+                    double.Parse(Option("--gb", "3.4"), CultureInfo.InvariantCulture),
+                    int.Parse(Option("--width", "4096"), CultureInfo.InvariantCulture));
+                return 0;
+            default:
+                Console.Error.WriteLine("usage: EdgeDiffusion.Bench onnx-io [--gb 3.4] [--width 4096] [--dir DIR]");
+                return 2;
+        }
+    }
+}
