@@ -12,6 +12,7 @@ public static class Program
         var root = new RootCommand("edgediff: on-device text-to-image diffusion on ONNX Runtime, with compressed weights and per-layer reports.");
         root.Subcommands.Add(InspectCommand.Create());
         root.Subcommands.Add(TokenizeCommand.Create());
+        root.Subcommands.Add(GenerateCommand.Create());
         return root;
     }
 }

@@ -25,9 +25,7 @@ public static class TokenizeCommand
             TextWriter error = result.InvocationConfiguration.Error;
             return VerbRunner.Run(() =>
             {
-                // TODO: fall back to DefaultModel.Folder() once it exists.
-                string folder = result.GetValue(model)
-                    ?? throw new InvalidArgumentException("--model", "missing; pass a model folder (with tokenizer/vocab.json and merges.txt) or a tokenizer folder");
+                string folder = ModelOption.Resolve(result.GetValue(model));
                 var tokenizer = ClipTokenizer.FromFolder(folder);
                 TokenizedPrompt encoded = tokenizer.Encode(result.GetValue(prompt) ?? "");
 

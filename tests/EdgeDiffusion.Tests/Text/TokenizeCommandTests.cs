@@ -71,7 +71,7 @@ public class TokenizeCommandTests
         var (exit, output, error) = Run("tokenize", "a cat");
         Assert.Equal(VerbRunner.BadInput, exit);
         Assert.Equal("", output);
-        Assert.StartsWith("error: --model: missing;", error);
+        Assert.StartsWith("error: --model: missing", error);
 
         string empty = TestData.NewTempDir("edgediff-text-cli");
         try

@@ -1,0 +1,208 @@
+using System.Diagnostics;
+using EdgeDiffusion.Runtime;
+using EdgeDiffusion.Schedulers;
+using EdgeDiffusion.Text;
+
+namespace EdgeDiffusion.Pipelines;
+
+/// <summary>
+/// Text-to-image and image-to-image with a Stable Diffusion 1.x/2.x-style model: tokenizer → text encoder →
+/// denoising loop (UNet + scheduler, classifier-free guidance) → VAE decoder. Composes the pieces; owns and disposes them.
+/// </summary>
+public sealed class StableDiffusionPipeline : IDisposable
+{
+    private readonly ClipTokenizer _tokenizer;
+    private readonly ITextEncoder _textEncoder;
+    private readonly IDenoiser _denoiser;
+    private readonly IImageDecoder _decoder;
+    private readonly Func<IImageEncoder>? _encoderFactory;
+    private readonly SchedulerConfig _schedulerConfig;
+    private IImageEncoder? _encoder;
+
+    public StableDiffusionPipeline(ClipTokenizer tokenizer, ITextEncoder textEncoder, IDenoiser denoiser, IImageDecoder decoder,
+        SchedulerConfig schedulerConfig, Func<IImageEncoder>? encoderFactory = null, string name = "model")
+    {
+        _tokenizer = tokenizer;
+        _textEncoder = textEncoder;
+        _denoiser = denoiser;
+        _decoder = decoder;
+        _schedulerConfig = schedulerConfig;
+        _encoderFactory = encoderFactory;
+        Name = name;
+    }
+
+    /// <summary>The model's name (its folder's name), written into PNG parameters.</summary>
+    public string Name { get; }
+
+    /// <summary>The scheduler used when a request names none.</summary>
+    public string DefaultScheduler => SchedulerFactory.DefaultName(_schedulerConfig) ?? "euler";
+
+    /// <summary>The size the model was made for: unet/config.json's sample_size × 8, the UNet's fixed size, else 512².</summary>
+    public (int Width, int Height) DefaultSize { get; private init; } = (512, 512);
+
+    /// <summary>Time spent creating the sessions, per component.</summary>
+    public IReadOnlyDictionary<string, TimeSpan> LoadTimes { get; private init; } = new Dictionary<string, TimeSpan>();
+
+    /// <summary>
+    /// Opens a diffusers/optimum ONNX folder: tokenizer/, text_encoder/, unet/, vae_decoder/ (vae_encoder/ for img2img,
+    /// opened on first use), scheduler/scheduler_config.json (SD defaults when absent). model_index.json is optional.
+    /// </summary>
+    public static StableDiffusionPipeline Load(string folder, SessionSettings? settings = null)
+    {
+        var model = ModelFolder.Open(folder);
+        string tokenizerDir = Path.Combine(model.Root, "tokenizer");
+        if (!Directory.Exists(tokenizerDir))
+            throw new ModelFolderException(tokenizerDir, "folder is missing; a model folder needs tokenizer/vocab.json and tokenizer/merges.txt");
+        var tokenizer = ClipTokenizer.FromFolder(tokenizerDir);
+        string schedulerFile = Path.Combine(model.Root, "scheduler", "scheduler_config.json");
+        var schedulerConfig = File.Exists(schedulerFile) ? SchedulerConfig.FromFile(schedulerFile) : new SchedulerConfig { ClassName = "EulerDiscreteScheduler" };
+        string textPath = model.RequireComponent("text_encoder"), unetPath = model.RequireComponent("unet"), vaePath = model.RequireComponent("vae_decoder");
+        model.Components.TryGetValue("vae_encoder", out var encoderPath);
+
+        var times = new Dictionary<string, TimeSpan>();
+        var disposables = new List<IDisposable>();
+        T Timed<T>(string component, Func<T> create) where T : IDisposable
+        {
+            var sw = Stopwatch.StartNew();
+            var created = create();
+            times[component] = sw.Elapsed;
+            disposables.Add(created);
+            return created;
+        }
+        try
+        {
+            var text = Timed("text_encoder", () => new OnnxTextEncoder(textPath, settings));
+            var unet = Timed("unet", () => new OnnxUNet(unetPath, settings));
+            var vae = Timed("vae_decoder", () => new OnnxVaeDecoder(vaePath, settings));
+            Func<IImageEncoder>? encoder = encoderPath is null ? null : () => new OnnxVaeEncoder(encoderPath, settings);
+            int? sampleSize = UNetConfig.SampleSize(Path.GetDirectoryName(unetPath)!);
+            var size = sampleSize is { } s ? (s * 8, s * 8) : (unet.FixedWidth is { } fw && unet.FixedHeight is { } fh ? (fw * 8, fh * 8) : (512, 512));
+            return new StableDiffusionPipeline(tokenizer, text, unet, vae, schedulerConfig, encoder, Path.GetFileName(model.Root)) { LoadTimes = times, DefaultSize = size };
+        }
+        catch
+        {
+            foreach (var d in disposables) d.Dispose();
+            throw;
+        }
+    }
+
+    public GenerationResult Generate(GenerationRequest request, Action<GenerationProgress>? progress = null, CancellationToken cancellation = default)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        request.Validate();
+        var total = Stopwatch.StartNew();
+        var scheduler = SchedulerFactory.Create(request.Scheduler ?? DefaultScheduler, _schedulerConfig);
+        scheduler.SetTimesteps(request.Steps);
+        var warnings = new List<string>();
+
+        // Text: [negative…, positive…] rows when guiding, positive rows otherwise.
+        bool guided = request.Guidance > 1;
+        var positive = _tokenizer.Encode(request.Prompt);
+        if (positive.Truncated)
+            warnings.Add($"prompt is longer than {_tokenizer.MaxLength} tokens; dropped from \"{positive.FirstDroppedWord}\" on");
+        var prompts = new List<int[]>();
+        if (guided)
+        {
+            var negative = _tokenizer.Encode(request.NegativePrompt);
+            if (negative.Truncated)
+                warnings.Add($"negative prompt is longer than {_tokenizer.MaxLength} tokens; dropped from \"{negative.FirstDroppedWord}\" on");
+            prompts.Add(negative.Ids);
+        }
+        prompts.Add(positive.Ids);
+        var sw = Stopwatch.StartNew();
+        float[] embeddings = _textEncoder.Encode(prompts, out int sequence, out int width);
+        var textTime = sw.Elapsed;
+
+        int n = request.Count, halves = guided ? 2 : 1, rows = n * halves;
+        int latentHeight = request.Height / 8, latentWidth = request.Width / 8, channels = _denoiser.LatentChannels;
+        int latentSize = channels * latentHeight * latentWidth;
+        int hiddenRow = sequence * width;
+        var hidden = new float[rows * hiddenRow];
+        for (int half = 0; half < halves; half++)
+            for (int i = 0; i < n; i++)
+                embeddings.AsSpan(half * hiddenRow, hiddenRow).CopyTo(hidden.AsSpan((half * n + i) * hiddenRow));
+        _denoiser.SetConditioning(hidden, rows, sequence, width, latentHeight, latentWidth);
+
+        // Latents: image i from its own seeded stream.
+        var seeds = Enumerable.Range(0, n).Select(i => request.Seed + (ulong)i).ToArray();
+        var noise = new BatchNoise(seeds.Select(s => (INoiseSource)new GaussianNoise(s)).ToArray());
+        var latents = new float[n * latentSize];
+        noise.Fill(latents);
+        int start = 0;
+        var encodeTime = TimeSpan.Zero;
+        if (request.InitImage is not null)
+        {
+            sw.Restart();
+            var encoder = _encoder ??= _encoderFactory?.Invoke()
+                ?? throw new ModelFolderException(Name, "has no vae_encoder/model.onnx; img2img needs the VAE encoder");
+            float[] initLatents = encoder.Encode(request.InitImage, request.Height, request.Width, out int encodedChannels);
+            if (encodedChannels != channels || initLatents.Length != latentSize)
+                throw new ModelFolderException(Name, $"vae_encoder gives {encodedChannels} latent channels; the UNet takes {channels}");
+            encodeTime = sw.Elapsed;
+            start = scheduler.StartIndexForStrength(request.Strength);
+            var originals = new float[latents.Length];
+            for (int i = 0; i < n; i++) initLatents.CopyTo(originals, i * latentSize);
+            if (start < scheduler.Timesteps.Count) scheduler.AddNoise(originals, latents, start, latents);
+            else originals.CopyTo(latents, 0);
+        }
+        else
+        {
+            float sigma = scheduler.InitNoiseSigma;
+            for (int i = 0; i < latents.Length; i++) latents[i] *= sigma;
+        }
+
+        // Denoising loop: buffers made once; a step allocates nothing.
+        var modelInput = new float[rows * latentSize];
+        var prediction = new float[rows * latentSize];
+        var guidedPrediction = guided ? new float[n * latentSize] : prediction;
+        float g = (float)request.Guidance;
+        var denoiserTime = TimeSpan.Zero;
+        var loop = Stopwatch.StartNew();
+        var call = new Stopwatch();
+        int steps = scheduler.Timesteps.Count - start;
+        for (int step = start; step < scheduler.Timesteps.Count; step++)
+        {
+            cancellation.ThrowIfCancellationRequested();
+            float scale = scheduler.ScaleModelInputFactor(step);
+            for (int half = 0; half < halves; half++)
+            {
+                var destination = modelInput.AsSpan(half * n * latentSize, n * latentSize);
+                for (int i = 0; i < destination.Length; i++) destination[i] = latents[i] * scale;
+            }
+            call.Restart();
+            _denoiser.Predict(modelInput, scheduler.Timesteps[step], prediction);
+            denoiserTime += call.Elapsed;
+            if (guided)
+            {
+                // ε = ε_uncond + g · (ε_cond − ε_uncond)
+                var uncond = prediction.AsSpan(0, n * latentSize);
+                var cond = prediction.AsSpan(n * latentSize, n * latentSize);
+                for (int i = 0; i < guidedPrediction.Length; i++) guidedPrediction[i] = uncond[i] + g * (cond[i] - uncond[i]);
+            }
+            scheduler.Step(guided ? guidedPrediction : prediction.AsSpan(0, n * latentSize), step, latents, noise);
+            int done = step - start + 1;
+            progress?.Invoke(new GenerationProgress(done, steps, loop.Elapsed, done / loop.Elapsed.TotalSeconds));
+        }
+        var loopTime = loop.Elapsed;
+
+        sw.Restart();
+        var images = new List<float[]>(n);
+        for (int i = 0; i < n; i++)
+        {
+            cancellation.ThrowIfCancellationRequested();
+            images.Add(_decoder.Decode(latents.AsSpan(i * latentSize, latentSize), channels, latentHeight, latentWidth));
+        }
+        var decodeTime = sw.Elapsed;
+        int callsPerStep = _denoiser is OnnxUNet unet ? unet.CallsPerStep : 1;
+        var timings = new GenerationTimings(textTime, encodeTime, denoiserTime, steps * callsPerStep, steps, loopTime - denoiserTime, decodeTime, total.Elapsed);
+        return new GenerationResult(images, seeds, request.Width, request.Height, scheduler.Name, timings, warnings);
+    }
+
+    public void Dispose()
+    {
+        _textEncoder.Dispose();
+        _denoiser.Dispose();
+        _decoder.Dispose();
+        _encoder?.Dispose();
+    }
+}
