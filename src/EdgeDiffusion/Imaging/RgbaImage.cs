@@ -9,6 +9,9 @@ namespace EdgeDiffusion.Imaging;
 /// </summary>
 public sealed class RgbaImage
 {
+    /// <summary>The most pixels <see cref="Decode"/> accepts (2^28, 1 GiB as RGBA), so a corrupt header cannot make it allocate gigabytes.</summary>
+    public const long MaxDecodedPixels = 1L << 28;
+
     /// <summary>A transparent black image.</summary>
     public RgbaImage(int width, int height) : this(width, height, new byte[ByteCount(width, height)]) { }
 
@@ -178,8 +181,8 @@ public sealed class RgbaImage
         int width = codec.Info.Width, height = codec.Info.Height;
         if (width <= 0 || height <= 0)
             throw new ImageException(source, $"declares a {width}x{height} image; the file is corrupt, re-save it as PNG");
-        if ((long)width * height * 4 > Array.MaxLength)
-            throw new ImageException(source, $"is {width}x{height}, too large to hold in memory; downscale it first");
+        if ((long)width * height > MaxDecodedPixels)
+            throw new ImageException(source, $"is {width}x{height}, over the {MaxDecodedPixels >> 20}-megapixel limit for decoding; downscale it first");
         var image = new RgbaImage(width, height);
         SKCodecResult result;
         unsafe

@@ -305,6 +305,47 @@ public sealed class ImageTensorTests : IDisposable
     }
 
     [Fact]
+    public void MutatedImagesGiveOnlyImageExceptions()
+    {
+        var random = new Random(31);
+        var pixels = new byte[24 * 16 * 4];
+        random.NextBytes(pixels);
+        byte[] png = File.ReadAllBytes(WritePng("seed.png", 24, 16, pixels));
+        byte[] jpeg;
+        using (var bitmap = new SKBitmap(24, 16))
+        using (var data = bitmap.Encode(SKEncodedImageFormat.Jpeg, 90))
+            jpeg = data.ToArray();
+        int decoded = 0;
+        for (int i = 0; i < 600; i++)
+        {
+            byte[] bytes = (byte[])(i % 2 == 0 ? png : jpeg).Clone();
+            for (int e = random.Next(1, 4); e > 0; e--) bytes[random.Next(bytes.Length)] = (byte)random.Next(256);
+            if (random.Next(4) == 0) bytes = bytes[..random.Next(1, bytes.Length)];
+            try
+            {
+                var image = RgbaImage.Decode(bytes, "mutant");
+                Assert.True(image.Width > 0 && image.Height > 0);
+                decoded++;
+            }
+            catch (ImageException e) { Assert.StartsWith("mutant: ", e.Message); }
+        }
+        Assert.InRange(decoded, 1, 599); // some mutants still decode (JPEG data is forgiving), some do not
+    }
+
+    [Fact]
+    public void HugeDeclaredSizeIsRefusedBeforeAllocating()
+    {
+        // A valid little PNG whose IHDR (CRC fixed up) claims 20000x20000 pixels: 400 megapixels, over the limit.
+        byte[] png = File.ReadAllBytes(WritePng("small.png", 2, 2, new byte[16]));
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(png.AsSpan(16), 20000);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(png.AsSpan(20), 20000);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(png.AsSpan(29), PngWriterTests.BitwiseCrc32(png.AsSpan(12, 17)));
+        string path = Path.Combine(_dir, "huge.png");
+        File.WriteAllBytes(path, png);
+        AssertOneLineNaming(Assert.Throws<ImageException>(() => ImageTensor.LoadInitImage(path, 64, 64)), path, "megapixel");
+    }
+
+    [Fact]
     public void ExifOrientationIsApplied()
     {
         // Stored 16x8, left half red, right half blue, tagged "rotate 90° clockwise to show" (orientation 6):
