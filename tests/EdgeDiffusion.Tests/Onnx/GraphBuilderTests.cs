@@ -502,6 +502,24 @@ public class GraphBuilderTests
             r["gelu_tanh"].Values, 1e-5);
     }
 
+    [Fact]
+    public void Gelu_ErfFormIsFusedByOnnxRuntime()
+    {
+        var b = new GraphBuilder();
+        b.Input("x", DT.Float, ["n", 8]);
+        b.Output(b.Gelu("x", output: "y"), DT.Float);
+        string dir = TestData.NewTempDir();
+        try
+        {
+            string optimized = Path.Combine(dir, "optimized.onnx");
+            using (var options = new Microsoft.ML.OnnxRuntime.SessionOptions { OptimizedModelFilePath = optimized })
+            using (new Microsoft.ML.OnnxRuntime.InferenceSession(Bytes(b.Build()), options)) { }
+            var ops = ModelProto.Parser.ParseFrom(File.ReadAllBytes(optimized)).Graph.Node.Select(n => n.OpType).ToArray();
+            Assert.Equal(["Gelu"], ops);
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
+
     /// <summary>erf by its Maclaurin series in double precision (accurate to ~1e-10 for |x| ≤ 4).</summary>
     private static double ReferenceErf(double x)
     {

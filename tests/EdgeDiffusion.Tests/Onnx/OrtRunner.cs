@@ -12,15 +12,25 @@ public sealed record Feed(string Name, long[] Shape, Array Values);
 /// <summary>One output of a test session, widened to double (int64 outputs too) with its shape.</summary>
 public sealed record Fetched(long[] Shape, double[] Values, TensorElementType Type);
 
-/// <summary>Runs built models through ONNX Runtime (CPU, in memory) with the OrtValue API.</summary>
+/// <summary>
+/// Runs built models through ONNX Runtime (CPU, in memory) with the OrtValue API, all graph optimizations on.
+/// DequantizeLinear → MatMul is fused into MatMulNBits, whose default accuracy level 4 quantizes the activations to int8;
+/// the runner asks for level 1 (float32 compute) so results follow the graph's own semantics exactly.
+/// </summary>
 public static class OrtRunner
 {
-    public static Dictionary<string, Fetched> Run(ModelProto model, params Feed[] feeds) =>
-        Run(OnnxModel.FromProto(model).ToBytes(), feeds);
+    public const string MatMulNBitsAccuracyKey = "session.qdq_matmulnbits_accuracy_level";
 
-    public static Dictionary<string, Fetched> Run(byte[] modelBytes, params Feed[] feeds)
+    public static Dictionary<string, Fetched> Run(ModelProto model, params Feed[] feeds) =>
+        Run(OnnxModel.FromProto(model).ToBytes(), GraphOptimizationLevel.ORT_ENABLE_ALL, feeds);
+
+    public static Dictionary<string, Fetched> Run(ModelProto model, GraphOptimizationLevel level, params Feed[] feeds) =>
+        Run(OnnxModel.FromProto(model).ToBytes(), level, feeds);
+
+    public static Dictionary<string, Fetched> Run(byte[] modelBytes, GraphOptimizationLevel level, params Feed[] feeds)
     {
-        using var options = new SessionOptions { IntraOpNumThreads = 1, InterOpNumThreads = 1 };
+        using var options = new SessionOptions { IntraOpNumThreads = 1, InterOpNumThreads = 1, GraphOptimizationLevel = level };
+        options.AddSessionConfigEntry(MatMulNBitsAccuracyKey, "1");
         using var session = new InferenceSession(modelBytes, options);
         var inputs = new List<OrtValue>();
         try
