@@ -28,7 +28,6 @@ public class ClipTokenizerTests
         var lines = ReferenceLines();
         Assert.True(lines.Count >= 10, $"expected the reference file to hold at least 10 prompts, found {lines.Count}");
 
-        var timer = Stopwatch.StartNew();
         var mismatches = new List<string>();
         foreach ((string prompt, int[] expected) in lines)
         {
@@ -37,10 +36,7 @@ public class ClipTokenizerTests
             if (!actual.SequenceEqual(expected))
                 mismatches.Add($"prompt {JsonSerializer.Serialize(prompt)}\n  expected [{string.Join(", ", expected)}]\n  actual   [{string.Join(", ", actual)}]");
         }
-        timer.Stop();
-
         Assert.True(mismatches.Count == 0, $"{mismatches.Count} of {lines.Count} reference lines differ; first ones:\n{string.Join("\n", mismatches.Take(5))}");
-        Assert.True(timer.Elapsed < TimeSpan.FromSeconds(1), $"tokenizing {lines.Count} reference lines took {timer.Elapsed.TotalMilliseconds:F0} ms");
     }
 
     [ClipTokenizerDataFact]
