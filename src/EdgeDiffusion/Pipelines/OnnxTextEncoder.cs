@@ -40,8 +40,8 @@ public sealed class OnnxTextEncoder : ITextEncoder
         {
             int n = Math.Min(chunk, ids.Count - start);
             long[] shape = [chunk, length];
-            using var input = _int64Ids ? IdsValue<long>(ids, start, n, shape, i => i) : IdsValue<int>(ids, start, n, shape, i => i);
-            using var outputs = _session.Run(runOptions, ["input_ids"], [input.Value], [_output]);
+            using IDisposable input = _int64Ids ? IdsValue<long>(ids, start, n, shape, i => i, out var value) : IdsValue<int>(ids, start, n, shape, i => i, out value);
+            using var outputs = _session.Run(runOptions, ["input_ids"], [value], [_output]);
             var info = outputs[0].GetTensorTypeAndShape();
             if (info.Shape.Length != 3)
                 throw new ModelFolderException(_path, $"output '{_output}' has shape [{string.Join(",", info.Shape)}]; expected [batch, sequence, width]");
@@ -53,9 +53,10 @@ public sealed class OnnxTextEncoder : ITextEncoder
         return result!;
     }
 
-    private static OrtBinding<T> IdsValue<T>(IReadOnlyList<int[]> ids, int start, int n, long[] shape, Func<int, T> convert) where T : unmanaged
+    private static OrtBinding<T> IdsValue<T>(IReadOnlyList<int[]> ids, int start, int n, long[] shape, Func<int, T> convert, out OrtValue value) where T : unmanaged
     {
         var binding = new OrtBinding<T>(shape);
+        value = binding.Value;
         int length = (int)shape[1];
         for (int row = 0; row < n; row++)
             for (int j = 0; j < length; j++) binding.Data[row * length + j] = convert(ids[start + row][j]);
