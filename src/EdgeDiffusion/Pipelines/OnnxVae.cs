@@ -4,40 +4,28 @@ using Microsoft.ML.OnnxRuntime;
 
 namespace EdgeDiffusion.Pipelines;
 
-/// <summary>The VAE's latent scaling factor: from the component's config.json when it says, else SD's 0.18215.</summary>
-public static class VaeConfig
+/// <summary>
+/// The config.json diffusers/optimum write beside each exported component: the VAE's latent scaling_factor (SD's
+/// 0.18215 when absent) and the UNet's sample_size (the latent size it was trained at).
+/// </summary>
+public static class ComponentConfig
 {
     public const float DefaultScalingFactor = 0.18215f;
 
-    public static float ScalingFactor(string componentFolder)
-    {
-        string config = Path.Combine(componentFolder, "config.json");
-        if (!File.Exists(config)) return DefaultScalingFactor;
-        try
-        {
-            using var doc = JsonDocument.Parse(File.ReadAllText(config));
-            return doc.RootElement.TryGetProperty("scaling_factor", out var f) && f.ValueKind == JsonValueKind.Number
-                ? f.GetSingle()
-                : DefaultScalingFactor;
-        }
-        catch (JsonException e)
-        {
-            throw new ModelFolderException(config, $"is not valid JSON ({e.Message}); fix or delete it (the default scaling factor {DefaultScalingFactor} is then used)");
-        }
-    }
-}
+    public static float ScalingFactor(string componentFolder) =>
+        Read<float>(componentFolder, "scaling_factor", e => e.TryGetSingle(out float f) && f > 0 ? f : null) ?? DefaultScalingFactor;
 
-/// <summary>The UNet's config.json (diffusers writes it beside an export): sample_size is the latent size it was trained at.</summary>
-public static class UNetConfig
-{
-    public static int? SampleSize(string componentFolder)
+    public static int? SampleSize(string componentFolder) =>
+        Read<int>(componentFolder, "sample_size", e => e.TryGetInt32(out int v) && v > 0 ? v : null);
+
+    private static T? Read<T>(string componentFolder, string key, Func<JsonElement, T?> parse) where T : struct
     {
         string config = Path.Combine(componentFolder, "config.json");
         if (!File.Exists(config)) return null;
         try
         {
             using var doc = JsonDocument.Parse(File.ReadAllText(config));
-            return doc.RootElement.TryGetProperty("sample_size", out var s) && s.ValueKind == JsonValueKind.Number && s.TryGetInt32(out int v) && v > 0 ? v : null;
+            return doc.RootElement.ValueKind == JsonValueKind.Object && doc.RootElement.TryGetProperty(key, out var e) && e.ValueKind == JsonValueKind.Number ? parse(e) : null;
         }
         catch (JsonException e)
         {
@@ -57,7 +45,7 @@ public sealed class OnnxVaeDecoder : IImageDecoder
         _session = SessionFactory.Create(modelPath, settings);
         SessionMetadata.RequireFloat(SessionMetadata.Input(_session, "latent_sample", modelPath), "latent_sample", modelPath);
         _output = _session.OutputNames.Contains("sample") ? "sample" : _session.OutputNames[0];
-        ScalingFactor = VaeConfig.ScalingFactor(Path.GetDirectoryName(Path.GetFullPath(modelPath))!);
+        ScalingFactor = ComponentConfig.ScalingFactor(Path.GetDirectoryName(Path.GetFullPath(modelPath))!);
     }
 
     public float ScalingFactor { get; }
@@ -91,7 +79,7 @@ public sealed class OnnxVaeEncoder : IImageEncoder
         _session = SessionFactory.Create(modelPath, settings);
         SessionMetadata.RequireFloat(SessionMetadata.Input(_session, "sample", modelPath), "sample", modelPath);
         _output = _session.OutputNames[0];
-        ScalingFactor = VaeConfig.ScalingFactor(Path.GetDirectoryName(Path.GetFullPath(modelPath))!);
+        ScalingFactor = ComponentConfig.ScalingFactor(Path.GetDirectoryName(Path.GetFullPath(modelPath))!);
     }
 
     public float ScalingFactor { get; }

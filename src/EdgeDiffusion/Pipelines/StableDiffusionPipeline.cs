@@ -75,7 +75,7 @@ public sealed class StableDiffusionPipeline : IDisposable
             var unet = Timed("unet", () => new OnnxUNet(unetPath, settings));
             var vae = Timed("vae_decoder", () => new OnnxVaeDecoder(vaePath, settings));
             Func<IImageEncoder>? encoder = encoderPath is null ? null : () => new OnnxVaeEncoder(encoderPath, settings);
-            int? sampleSize = UNetConfig.SampleSize(Path.GetDirectoryName(unetPath)!);
+            int? sampleSize = ComponentConfig.SampleSize(Path.GetDirectoryName(unetPath)!);
             var size = sampleSize is { } s ? (s * 8, s * 8) : (unet.FixedWidth is { } fw && unet.FixedHeight is { } fh ? (fw * 8, fh * 8) : (512, 512));
             return new StableDiffusionPipeline(tokenizer, text, unet, vae, schedulerConfig, encoder, Path.GetFileName(model.Root)) { LoadTimes = times, DefaultSize = size };
         }
