@@ -63,4 +63,14 @@ public class ClipTextModelTests
             Assert.InRange(variance, 0.999, 1.0);
         }
     }
+
+    [Fact]
+    public void GeluVariant_AsOpenClipUses_Runs()
+    {
+        var model = ClipTextModel.Build(Tiny with { Activation = ClipActivation.Gelu }, new RandomParameters(3));
+        var outputs = RunBytes(model.ToByteArray(), new Feed("input_ids", [1, 4], new[] { 528, 1, 2, 529 }));
+        Assert.Equal([1L, 4, 32], outputs["last_hidden_state"].Shape);
+        AssertFinite(outputs["last_hidden_state"], "last_hidden_state");
+        Assert.NotEqual(Encode([528, 1, 2, 529])["last_hidden_state"].Values, outputs["last_hidden_state"].Values);
+    }
 }

@@ -78,6 +78,27 @@ public class UNet2DConditionModelTests
     }
 
     [Fact]
+    public void LinearProjections_AsSd2Uses_Run()
+    {
+        var config = Tiny with { UseLinearProjection = true };
+        var model = UNet2DConditionModel.Build(config, new RandomParameters(7));
+        Assert.Contains(model.Graph.Initializer, t => t.Name == "down_blocks.0.attentions.0.proj_in.weight" && t.Dims.SequenceEqual([32L, 32L]));
+        var y = RunBytes(model.ToByteArray(),
+            new Feed("sample", [1, 4, 8, 8], OrtRunner.RandomFloats(256, 17)),
+            new Feed("timestep", [1], new long[] { 250 }),
+            new Feed("encoder_hidden_states", [1, 3, 32], OrtRunner.RandomFloats(96, 18)))["out_sample"];
+        Assert.Equal([1L, 4, 8, 8], y.Shape);
+        AssertFinite(y, "out_sample");
+    }
+
+    [Fact]
+    public void InvalidConfig_IsATypedError()
+    {
+        var e = Assert.Throws<InvalidArgumentException>(() => UNet2DConditionModel.Build(Tiny with { Heads = [3, 2] }, new ShapeOnlyParameters()));
+        Assert.Contains("heads", e.Message);
+    }
+
+    [Fact]
     public void TimestepSinusoid_MatchesTheFormula_CosThenSin()
     {
         // diffusers: flip_sin_to_cos=True, freq_shift=0 → [cos(t·f_k), sin(t·f_k)], f_k = 10000^(−k/half)
