@@ -14,8 +14,14 @@ public sealed class GenerateCommandTests : IClassFixture<TinyModels>, IDisposabl
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
-    private CliResult Generate(string output, params string[] extra) =>
-        CliRunner.Run(["generate", "a red circle", "--model", _models.Folder(), "--steps", "3", "--width", "64", "--height", "64", "-o", output, "-q", .. extra]);
+    /// <summary>generate with small defaults; an option given in <paramref name="extra"/> replaces the default.</summary>
+    private CliResult Generate(string output, params string[] extra)
+    {
+        var args = new List<string> { "generate", "a red circle", "--model", _models.Folder(), "-o", output, "-q" };
+        foreach (var (option, value) in new[] { ("--steps", "3"), ("--width", "64"), ("--height", "64") })
+            if (!extra.Contains(option)) args.AddRange([option, value]);
+        return CliRunner.Run([.. args, .. extra]);
+    }
 
     [Fact]
     public void WritesAPngWithItsParametersAndTheSameSeedGivesTheSameBytes()
