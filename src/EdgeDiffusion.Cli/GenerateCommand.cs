@@ -68,7 +68,7 @@ public static class GenerateCommand
             var t = generated.Timings;
             string encoderPart = initPath is null ? "" : FormattableString.Invariant($"vae encoder {t.ImageEncoder.TotalSeconds:0.000} s, ");
             Console.Out.WriteLine(FormattableString.Invariant(
-                $"wrote {string.Join(", ", outputs)} ({generated.Width}x{generated.Height}, {t.Steps} steps {generated.Scheduler}, seed {generated.Seeds[0]}) in {t.Total.TotalSeconds:0.00} s: text encoder {t.TextEncoder.TotalSeconds:0.000} s, {encoderPart}unet {t.Denoiser.TotalSeconds:0.000} s ({t.DenoiserCalls} calls, {t.StepsPerSecond:0.00} it/s), vae decoder {t.Decoder.TotalSeconds:0.000} s"));
+                $"wrote {string.Join(", ", outputs)} ({generated.Width}x{generated.Height}, {request.Steps} steps {generated.Scheduler}, seed {generated.Seeds[0]}) in {t.Total.TotalSeconds:0.00} s: text encoder {t.TextEncoder.TotalSeconds:0.000} s, {encoderPart}unet {t.Denoiser.TotalSeconds:0.000} s ({t.DenoiserCalls} calls, {t.StepsPerSecond:0.00} it/s), vae decoder {t.Decoder.TotalSeconds:0.000} s"));
             return 0;
         })));
         return command;

@@ -93,12 +93,14 @@ public static class ModelInspector
 
     /// <summary>
     /// Weight decompression patterns: DequantizeLinear whose data input is an initializer; Gather from an initializer
-    /// table (palettization look-up); com.microsoft MatMulNBits; ScatterElements/ScatterND writing initializer values
-    /// into a dense tensor (compactly stored pruning).
+    /// table with indices computed from constants alone and many more indices than table rows (a palette look-up, not an
+    /// embedding or position table); com.microsoft MatMulNBits; ScatterElements/ScatterND writing initializer values into
+    /// a dense tensor (compactly stored pruning).
     /// </summary>
     public static CompressionSummary DetectCompression(GraphProto graph, string file = "")
     {
         var initializers = OnnxGraphs.AllInitializers(graph).GroupBy(t => t.Name).ToDictionary(g => g.Key, g => g.First());
+        var constantSize = ConstantAncestry(graph, initializers);
         int dq = 0, lut = 0, nbits = 0, scatter = 0;
         long bytes = 0;
         foreach (var node in OnnxGraphs.WithSubgraphs(graph).SelectMany(g => g.Node))
@@ -108,8 +110,9 @@ public static class ModelInspector
             {
                 case "DequantizeLinear" when node.Input.Count > 0 && initializers.ContainsKey(node.Input[0]):
                     dq++; weight = node.Input[0]; break;
-                case "Gather" when node.Input.Count > 1 && initializers.ContainsKey(node.Input[0]) && !IsEmbeddingLookup(node, graph):
-                    lut++; weight = node.Input[0]; break;
+                case "Gather" when node.Input.Count > 1 && initializers.TryGetValue(node.Input[0], out var table) && table.Dims.Count > 0
+                                   && constantSize.TryGetValue(node.Input[1], out long indices) && indices >= 4 * table.Dims[0]:
+                    lut++; weight = node.Input[1]; break;
                 case "MatMulNBits" when node.Domain == "com.microsoft" && node.Input.Count > 1:
                     nbits++; weight = node.Input[1]; break;
                 case "ScatterElements" or "ScatterND" when node.Input.Count > 2 && initializers.ContainsKey(node.Input[2]):
@@ -120,9 +123,24 @@ public static class ModelInspector
         return new CompressionSummary(dq, lut, nbits, scatter, bytes);
     }
 
-    /// <summary>A Gather whose indices come straight from a graph input (token ids) is an embedding, not a palette.</summary>
-    private static bool IsEmbeddingLookup(NodeProto node, GraphProto graph) => graph.Input.Any(i => i.Name == node.Input[1]) ||
-        graph.Node.Any(n => n.Output.Contains(node.Input[1]) && n.Input.Any(x => graph.Input.Any(i => i.Name == x)));
+    /// <summary>
+    /// Values computed from initializers and constants alone (no graph input upstream), each with the element count of its
+    /// largest initializer ancestor: packed palette indices are large, position ids are as small as their table.
+    /// </summary>
+    private static Dictionary<string, long> ConstantAncestry(GraphProto graph, Dictionary<string, TensorProto> initializers)
+    {
+        var size = initializers.ToDictionary(p => p.Key, p => TensorData.ElementCount(p.Value));
+        foreach (var node in graph.Node)
+        {
+            if (node.Input.Any(i => i.Length > 0 && !size.ContainsKey(i))) continue;
+            long largest = node.Input.Where(i => i.Length > 0).Select(i => size[i]).DefaultIfEmpty(node.OpType == "Constant" ? ConstantElements(node) : 0).Max();
+            foreach (var output in node.Output) size[output] = largest;
+        }
+        return size;
+    }
+
+    private static long ConstantElements(NodeProto node) =>
+        node.Attribute.FirstOrDefault(a => a.Name == "value")?.T is { } t ? TensorData.ElementCount(t) : 1;
 
     private static ValueSummary Summarise(ValueInfoProto v)
     {
