@@ -5,6 +5,7 @@ namespace EdgeDiffusion.Bench;
 /// <summary>
 /// Benchmarks that are not tests: they print figures to record in docs/benchmarks.md.
 /// Usage: dotnet run -c Release --project bench/EdgeDiffusion.Bench -- onnx-io [--gb 3.4] [--width 4096] [--dir .bench/onnx-io]
+///        dotnet run -c Release --project bench/EdgeDiffusion.Bench -- pipeline [--arch tiny|sd15] [--size 64] [--steps 20] [--warmup 2]
 /// </summary>
 public static class Program
 {
@@ -23,8 +24,15 @@ public static class Program
                     double.Parse(Option("--gb", "3.4"), CultureInfo.InvariantCulture),
                     int.Parse(Option("--width", "4096"), CultureInfo.InvariantCulture));
                 return 0;
+            case "pipeline":
+                PipelineBenchmark.Run(Option("--dir", Path.Combine(".bench", "models")), Option("--arch", "tiny"),
+                    int.Parse(Option("--size", "64"), CultureInfo.InvariantCulture), int.Parse(Option("--steps", "20"), CultureInfo.InvariantCulture),
+                    int.Parse(Option("--warmup", "2"), CultureInfo.InvariantCulture), Option("--scheduler", "euler"),
+                    double.Parse(Option("--guidance", "7.5"), CultureInfo.InvariantCulture));
+                return 0;
             default:
-                Console.Error.WriteLine("usage: EdgeDiffusion.Bench onnx-io [--gb 3.4] [--width 4096] [--dir DIR]");
+                Console.Error.WriteLine("usage: EdgeDiffusion.Bench onnx-io [--gb 3.4] [--width 4096] [--dir DIR]\n" +
+                    "       EdgeDiffusion.Bench pipeline [--arch tiny|sd15|sd21|sd-turbo] [--size 64] [--steps 20] [--warmup 2] [--scheduler euler] [--guidance 7.5] [--dir DIR]");
                 return 2;
         }
     }

@@ -20,6 +20,12 @@ public interface IDenoiser : IDisposable
 
     /// <summary>Predicts the model output for all rows at <paramref name="timestep"/>. Allocates nothing.</summary>
     void Predict(ReadOnlySpan<float> sample, double timestep, Span<float> output);
+
+    /// <summary>Time spent inside the model runtime so far (not in copies around it): what the pipeline's overhead is measured against.</summary>
+    TimeSpan ModelTime { get; }
+
+    /// <summary>Model calls made so far.</summary>
+    int ModelCalls { get; }
 }
 
 /// <summary>Latents of one image → pixels [3, height, width] in [-1, 1].</summary>

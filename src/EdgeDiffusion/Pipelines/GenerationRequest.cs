@@ -53,7 +53,10 @@ public sealed record GenerationRequest
 /// <summary>Progress after each denoising step.</summary>
 public readonly record struct GenerationProgress(int Step, int TotalSteps, TimeSpan Elapsed, double StepsPerSecond);
 
-/// <summary>Wall-clock time spent in each component of one generation.</summary>
+/// <summary>
+/// Wall-clock time spent in each component of one generation. <see cref="Denoiser"/> is time inside ONNX Runtime's UNet
+/// runs only; <see cref="PipelineOverhead"/> is the rest of the denoising loop: scheduler steps, guidance, copies.
+/// </summary>
 public sealed record GenerationTimings(
     TimeSpan TextEncoder,
     TimeSpan ImageEncoder,

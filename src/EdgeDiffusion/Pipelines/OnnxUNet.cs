@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using EdgeDiffusion.Runtime;
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
@@ -46,6 +47,12 @@ public sealed class OnnxUNet : IDenoiser
 
     public int LatentChannels { get; }
 
+    private long _modelTicks;
+
+    public TimeSpan ModelTime => Stopwatch.GetElapsedTime(0, _modelTicks);
+
+    public int ModelCalls { get; private set; }
+
     /// <summary>Latent height the model is fixed to, if any.</summary>
     public int? FixedHeight { get; }
 
@@ -82,7 +89,10 @@ public sealed class OnnxUNet : IDenoiser
             int span = chunk.Batch * _rowSize;
             sample.Slice(c * span, span).CopyTo(chunk.Sample.Data);
             chunk.SetTimestep(timestep);
+            long started = Stopwatch.GetTimestamp();
             _session.Run(_runOptions, _inputNames, chunk.Inputs, _outputNames, chunk.Outputs);
+            _modelTicks += Stopwatch.GetTimestamp() - started;
+            ModelCalls++;
             chunk.Output.Data.AsSpan().CopyTo(output.Slice(c * span, span));
         }
     }

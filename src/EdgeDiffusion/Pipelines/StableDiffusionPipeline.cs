@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.CompilerServices;
 using EdgeDiffusion.Runtime;
 using EdgeDiffusion.Schedulers;
 using EdgeDiffusion.Text;
@@ -156,34 +157,24 @@ public sealed class StableDiffusionPipeline : IDisposable
         var prediction = new float[rows * latentSize];
         var guidedPrediction = guided ? new float[n * latentSize] : prediction;
         float g = (float)request.Guidance;
-        var denoiserTime = TimeSpan.Zero;
+        var modelTimeBefore = _denoiser.ModelTime;
+        int callsBefore = _denoiser.ModelCalls;
         var loop = Stopwatch.StartNew();
-        var call = new Stopwatch();
         int steps = scheduler.Timesteps.Count - start;
         for (int step = start; step < scheduler.Timesteps.Count; step++)
         {
             cancellation.ThrowIfCancellationRequested();
             float scale = scheduler.ScaleModelInputFactor(step);
-            for (int half = 0; half < halves; half++)
-            {
-                var destination = modelInput.AsSpan(half * n * latentSize, n * latentSize);
-                for (int i = 0; i < destination.Length; i++) destination[i] = latents[i] * scale;
-            }
-            call.Restart();
+            for (int half = 0; half < halves; half++) Scaled(latents, scale, modelInput.AsSpan(half * n * latentSize, n * latentSize));
             _denoiser.Predict(modelInput, scheduler.Timesteps[step], prediction);
-            denoiserTime += call.Elapsed;
-            if (guided)
-            {
-                // ε = ε_uncond + g · (ε_cond − ε_uncond)
-                var uncond = prediction.AsSpan(0, n * latentSize);
-                var cond = prediction.AsSpan(n * latentSize, n * latentSize);
-                for (int i = 0; i < guidedPrediction.Length; i++) guidedPrediction[i] = uncond[i] + g * (cond[i] - uncond[i]);
-            }
+            if (guided) Guide(prediction.AsSpan(0, n * latentSize), prediction.AsSpan(n * latentSize, n * latentSize), g, guidedPrediction);
             scheduler.Step(guided ? guidedPrediction : prediction.AsSpan(0, n * latentSize), step, latents, noise);
             int done = step - start + 1;
             progress?.Invoke(new GenerationProgress(done, steps, loop.Elapsed, done / loop.Elapsed.TotalSeconds));
         }
         var loopTime = loop.Elapsed;
+        var denoiserTime = _denoiser.ModelTime - modelTimeBefore;
+        int calls = _denoiser.ModelCalls - callsBefore;
 
         sw.Restart();
         var images = new List<float[]>(n);
@@ -193,9 +184,22 @@ public sealed class StableDiffusionPipeline : IDisposable
             images.Add(_decoder.Decode(latents.AsSpan(i * latentSize, latentSize), channels, latentHeight, latentWidth));
         }
         var decodeTime = sw.Elapsed;
-        int callsPerStep = _denoiser is OnnxUNet unet ? unet.CallsPerStep : 1;
-        var timings = new GenerationTimings(textTime, encodeTime, denoiserTime, steps * callsPerStep, steps, loopTime - denoiserTime, decodeTime, total.Elapsed);
+        var timings = new GenerationTimings(textTime, encodeTime, denoiserTime, calls, steps, loopTime - denoiserTime, decodeTime, total.Elapsed);
         return new GenerationResult(images, seeds, request.Width, request.Height, scheduler.Name, timings, warnings);
+    }
+
+    // The per-step loops run a few dozen times per picture: compiled optimized at first use rather than tier-0 first.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Scaled(ReadOnlySpan<float> source, float scale, Span<float> destination)
+    {
+        for (int i = 0; i < destination.Length; i++) destination[i] = source[i] * scale;
+    }
+
+    /// <summary>Classifier-free guidance: ε = ε_uncond + g · (ε_cond − ε_uncond).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Guide(ReadOnlySpan<float> uncond, ReadOnlySpan<float> cond, float g, Span<float> destination)
+    {
+        for (int i = 0; i < destination.Length; i++) destination[i] = uncond[i] + g * (cond[i] - uncond[i]);
     }
 
     public void Dispose()

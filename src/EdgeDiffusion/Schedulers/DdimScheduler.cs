@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 namespace EdgeDiffusion.Schedulers;
 
 /// <summary>
@@ -25,6 +26,7 @@ public sealed class DdimScheduler : SchedulerBase
     protected override double[] Plan(int steps) =>
         TimestepGrid.Descending(Config.TimestepSpacing ?? TimestepSpacing.Leading, Config.NumTrainTimesteps, steps, Config.StepsOffset, roundLinspace: true);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     protected override void StepCore(ReadOnlySpan<float> modelOutput, int stepIndex, Span<float> sample, INoiseSource? noise)
     {
         int t = (int)TimestepAt(stepIndex);
@@ -49,6 +51,7 @@ public sealed class DdimScheduler : SchedulerBase
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     protected override void AddNoiseCore(ReadOnlySpan<float> original, ReadOnlySpan<float> noise, int stepIndex, Span<float> destination) =>
         NoiseToAlpha(original, noise, AlphaCumprodAt((int)TimestepAt(stepIndex)), destination);
 }

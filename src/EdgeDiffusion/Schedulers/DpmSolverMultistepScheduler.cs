@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 namespace EdgeDiffusion.Schedulers;
 
 /// <summary>
@@ -65,6 +66,7 @@ public sealed class DpmSolverMultistepScheduler : SchedulerBase
         return t;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     protected override void StepCore(ReadOnlySpan<float> modelOutput, int stepIndex, Span<float> sample, INoiseSource? noise)
     {
         if (_previousX0.Length < sample.Length) _previousX0 = new float[sample.Length];
@@ -99,6 +101,7 @@ public sealed class DpmSolverMultistepScheduler : SchedulerBase
     }
 
     /// <summary>img2img: α x_0 + s ε at the step's σ (the same as √ᾱ x_0 + √(1−ᾱ) ε for σ on the training table).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     protected override void AddNoiseCore(ReadOnlySpan<float> original, ReadOnlySpan<float> noise, int stepIndex, Span<float> destination)
     {
         double sigma = _sigmas[stepIndex];

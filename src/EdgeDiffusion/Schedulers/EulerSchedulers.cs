@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 namespace EdgeDiffusion.Schedulers;
 
 /// <summary>
@@ -6,6 +7,7 @@ namespace EdgeDiffusion.Schedulers;
 /// </summary>
 public sealed class EulerDiscreteScheduler(SchedulerConfig config) : SigmaSchedulerBase("euler", config)
 {
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     protected override void StepCore(ReadOnlySpan<float> modelOutput, int stepIndex, Span<float> sample, INoiseSource? noise)
     {
         double sigma = SigmaAt(stepIndex), dt = SigmaAt(stepIndex + 1) - sigma;
@@ -28,6 +30,7 @@ public sealed class EulerAncestralDiscreteScheduler(SchedulerConfig config) : Si
 {
     protected override bool ExtendedOptions => false;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     protected override void StepCore(ReadOnlySpan<float> modelOutput, int stepIndex, Span<float> sample, INoiseSource? noise)
     {
         double from = SigmaAt(stepIndex), to = SigmaAt(stepIndex + 1);

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 namespace EdgeDiffusion.Schedulers;
 
 /// <summary>
@@ -32,6 +33,7 @@ public sealed class GaussianNoise : INoiseSource
 
     public ulong Seed { get; }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Fill(Span<float> destination)
     {
         int i = 0;
@@ -61,6 +63,7 @@ public sealed class GaussianNoise : INoiseSource
         return one[0];
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void NextPair(out float first, out float second)
     {
         double u, v, s;

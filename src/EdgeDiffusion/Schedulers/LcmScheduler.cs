@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 namespace EdgeDiffusion.Schedulers;
 
 /// <summary>
@@ -46,6 +47,7 @@ public sealed class LcmScheduler : SchedulerBase
         return t;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     protected override void StepCore(ReadOnlySpan<float> modelOutput, int stepIndex, Span<float> sample, INoiseSource? noise)
     {
         int t = (int)TimestepAt(stepIndex);
@@ -68,6 +70,7 @@ public sealed class LcmScheduler : SchedulerBase
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     protected override void AddNoiseCore(ReadOnlySpan<float> original, ReadOnlySpan<float> noise, int stepIndex, Span<float> destination) =>
         NoiseToAlpha(original, noise, AlphaCumprodAt((int)TimestepAt(stepIndex)), destination);
 }

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 namespace EdgeDiffusion.Schedulers;
 
 /// <summary>
@@ -35,6 +36,7 @@ public sealed class PndmScheduler : SchedulerBase
         return t;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     protected override void StepCore(ReadOnlySpan<float> modelOutput, int stepIndex, Span<float> sample, INoiseSource? noise)
     {
         int n = sample.Length;
@@ -88,6 +90,7 @@ public sealed class PndmScheduler : SchedulerBase
     /// <summary>The k-th newest stored model output (k = 1 is the latest).</summary>
     private ReadOnlySpan<float> Output(int k) => _outputs[(_newest - (k - 1) + 4) % 4];
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     protected override void AddNoiseCore(ReadOnlySpan<float> original, ReadOnlySpan<float> noise, int stepIndex, Span<float> destination) =>
         NoiseToAlpha(original, noise, AlphaCumprodAt((int)TimestepAt(stepIndex)), destination);
 }

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 namespace EdgeDiffusion.Schedulers;
 
 /// <summary>
@@ -81,6 +82,7 @@ public abstract class SigmaSchedulerBase : SchedulerBase
     protected double SigmaAt(int stepIndex) => _sigmas[stepIndex];
 
     /// <summary>img2img: x_0 + σ_i ε.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     protected override void AddNoiseCore(ReadOnlySpan<float> original, ReadOnlySpan<float> noise, int stepIndex, Span<float> destination)
     {
         double sigma = _sigmas[stepIndex];

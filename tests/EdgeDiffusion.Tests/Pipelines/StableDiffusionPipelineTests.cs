@@ -238,7 +238,12 @@ public sealed class StableDiffusionPipelineTests(TinyModels models)
         public void Predict(ReadOnlySpan<float> sample, double timestep, Span<float> output)
         {
             for (int r = 0; r < _rowValues.Length; r++) output.Slice(r * _rowSize, _rowSize).Fill(_rowValues[r]);
+            ModelCalls++;
         }
+
+        public TimeSpan ModelTime => TimeSpan.Zero;
+
+        public int ModelCalls { get; private set; }
 
         public void Dispose() { }
     }
