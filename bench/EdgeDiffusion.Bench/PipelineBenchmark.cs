@@ -30,7 +30,13 @@ public static class PipelineBenchmark
         }
 
         var allocatedAtStep = new long[steps + 1];
-        var result = pipeline.Generate(request with { Steps = steps }, p => allocatedAtStep[p.Step] = GC.GetAllocatedBytesForCurrentThread());
+        var stepEnds = new double[steps + 1];
+        var result = pipeline.Generate(request with { Steps = steps }, p =>
+        {
+            allocatedAtStep[p.Step] = GC.GetAllocatedBytesForCurrentThread();
+            stepEnds[p.Step] = p.Elapsed.TotalSeconds;
+        });
+        var stepTimes = Enumerable.Range(1, steps).Select(i => stepEnds[i] - stepEnds[i - 1]).ToArray();
         var t = result.Timings;
         // Bytes between the end of step 1 and the end of the last step: what the loop allocates once it runs.
         double bytesPerStep = steps > 1 ? (allocatedAtStep[steps] - allocatedAtStep[1]) / (double)(steps - 1) : double.NaN;
@@ -38,6 +44,8 @@ public static class PipelineBenchmark
         Console.WriteLine($"{arch} {size}x{size}, latents {size / 8}x{size / 8}, guidance {guidance} ({t.DenoiserCalls / t.Steps} UNet call(s)/step, batch {(guidance > 1 ? 2 : 1)}), {steps} steps {result.Scheduler}:");
         Console.WriteLine($"  UNet step {unetPerStep * 1000:0.00} ms, pipeline's own work {overheadPerStep * 1000:0.000} ms/step = {100 * overheadPerStep / (unetPerStep + overheadPerStep):0.000} % of the step");
         Console.WriteLine($"  managed allocation in the loop: {bytesPerStep:0} bytes/step");
+        var sorted = stepTimes.Order().ToArray();
+        Console.WriteLine($"  step wall times: {string.Join(" ", stepTimes.Select(x => (x * 1000).ToString("0.0", System.Globalization.CultureInfo.InvariantCulture)))} ms; median {sorted[sorted.Length / 2] * 1000:0.0} ms, min {sorted[0] * 1000:0.0} ms");
         Console.WriteLine($"  text encoder {t.TextEncoder.TotalSeconds * 1000:0.0} ms, vae decoder {t.Decoder.TotalSeconds * 1000:0.0} ms, total {t.Total.TotalSeconds:0.00} s, {t.StepsPerSecond:0.00} it/s");
         Console.WriteLine($"  peak RSS {ProcessMemory.PeakRssBytes() / (double)(1L << 20):0} MiB");
     }

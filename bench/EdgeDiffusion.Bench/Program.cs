@@ -30,8 +30,23 @@ public static class Program
                     int.Parse(Option("--warmup", "2"), CultureInfo.InvariantCulture), Option("--scheduler", "euler"),
                     double.Parse(Option("--guidance", "7.5"), CultureInfo.InvariantCulture));
                 return 0;
+            case "shapes":
+            {
+                string model = Option("--model", Path.Combine("models", "tiny-shapes"));
+                var set = Shapes.HeldOutSet.Load(Option("--heldout", Path.Combine(model, "evaluation", "heldout.json")));
+                int seedCount = int.Parse(Option("--seeds", "2"), CultureInfo.InvariantCulture);
+                using var pipeline = Pipelines.StableDiffusionPipeline.Load(model);
+                var watch = System.Diagnostics.Stopwatch.StartNew();
+                var score = Shapes.ShapesEvaluation.Run(pipeline, set, Enumerable.Range(0, seedCount).Select(i => (ulong)i).ToArray(),
+                    int.Parse(Option("--steps", "20"), CultureInfo.InvariantCulture), double.Parse(Option("--guidance", "7.5"), CultureInfo.InvariantCulture),
+                    Option("--scheduler", "euler"), args.Contains("--save") ? Directory.CreateDirectory(Path.Combine(".bench", "shapes")).FullName : null);
+                Console.WriteLine($"{model}: {score} in {watch.Elapsed.TotalSeconds:0.0} s");
+                foreach (var miss in score.Misses.Take(20)) Console.WriteLine("  miss: " + miss);
+                return 0;
+            }
             default:
                 Console.Error.WriteLine("usage: EdgeDiffusion.Bench onnx-io [--gb 3.4] [--width 4096] [--dir DIR]\n" +
+                    "       EdgeDiffusion.Bench shapes [--model models/tiny-shapes] [--seeds 2] [--steps 20] [--guidance 7.5] [--save]\n" +
                     "       EdgeDiffusion.Bench pipeline [--arch tiny|sd15|sd21|sd-turbo] [--size 64] [--steps 20] [--warmup 2] [--scheduler euler] [--guidance 7.5] [--dir DIR]");
                 return 2;
         }

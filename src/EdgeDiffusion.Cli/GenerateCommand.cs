@@ -27,16 +27,20 @@ public static class GenerateCommand
         var output = new Option<string>("--output", "-o") { Description = "PNG file to write (with --count > 1: NAME-0.png, NAME-1.png, …)", DefaultValueFactory = _ => "edgediff.png" };
         var threads = new Option<int>("--threads") { Description = "ONNX Runtime threads per operator (0: one per core)", DefaultValueFactory = _ => 0 };
         var quiet = new Option<bool>("--quiet", "-q") { Description = "no progress output" };
+        var cacheDir = new Option<string?>("--cache-dir") { Description = $"where optimized sessions and prepacked weights are kept between runs (default: {SessionCache.DefaultDirectory})" };
+        var noCache = new Option<bool>("--no-cache") { Description = "build every session from scratch and cache nothing" };
+        var lowMemory = new Option<bool>("--low-memory") { Description = "keep only the UNet loaded; create the text encoder and VAE for each use (same output, less memory)" };
         var command = new Command("generate", "Generate images from a text prompt with a Stable Diffusion-style ONNX model folder.")
         {
-            prompt, model, negative, steps, guidance, scheduler, seed, width, height, count, init, strength, output, threads, quiet,
+            prompt, model, negative, steps, guidance, scheduler, seed, width, height, count, init, strength, output, threads, quiet, cacheDir, noCache, lowMemory,
         };
         command.SetAction((result, cancellation) => Task.FromResult(VerbRunner.Run(() =>
         {
             var outputs = OutputPaths(result.GetValue(output)!, result.GetValue(count));
             string folder = ModelOption.Resolve(result.GetValue(model));
-            var settings = SessionSettings.Default with { IntraOpThreads = result.GetValue(threads) };
-            using var pipeline = StableDiffusionPipeline.Load(folder, settings);
+            var settings = RuntimeOptions.Settings(result.GetValue(threads), result.GetValue(noCache), result.GetValue(cacheDir));
+            using var pipeline = StableDiffusionPipeline.Load(folder, settings, result.GetValue(lowMemory));
+            if (!result.GetValue(quiet)) RuntimeOptions.ReportCache(settings, Console.Error);
             int w = result.GetValue(width) ?? pipeline.DefaultSize.Width, h = result.GetValue(height) ?? pipeline.DefaultSize.Height;
             string? initPath = result.GetValue(init);
             var request = new GenerationRequest

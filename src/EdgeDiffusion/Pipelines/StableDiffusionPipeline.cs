@@ -13,22 +13,29 @@ namespace EdgeDiffusion.Pipelines;
 public sealed class StableDiffusionPipeline : IDisposable
 {
     private readonly ClipTokenizer _tokenizer;
-    private readonly ITextEncoder _textEncoder;
+    private readonly ComponentSlot<ITextEncoder> _textEncoder;
     private readonly IDenoiser _denoiser;
-    private readonly IImageDecoder _decoder;
-    private readonly Func<IImageEncoder>? _encoderFactory;
+    private readonly ComponentSlot<IImageDecoder> _decoder;
+    private readonly ComponentSlot<IImageEncoder>? _encoder;
     private readonly SchedulerConfig _schedulerConfig;
-    private IImageEncoder? _encoder;
 
+    /// <summary>A pipeline over components already created; it owns and disposes them.</summary>
     public StableDiffusionPipeline(ClipTokenizer tokenizer, ITextEncoder textEncoder, IDenoiser denoiser, IImageDecoder decoder,
         SchedulerConfig schedulerConfig, Func<IImageEncoder>? encoderFactory = null, string name = "model")
+        : this(tokenizer, ComponentSlot<ITextEncoder>.Loaded(textEncoder), denoiser, ComponentSlot<IImageDecoder>.Loaded(decoder),
+            schedulerConfig, encoderFactory is null ? null : new ComponentSlot<IImageEncoder>(encoderFactory, keepLoaded: true), name)
+    {
+    }
+
+    private StableDiffusionPipeline(ClipTokenizer tokenizer, ComponentSlot<ITextEncoder> textEncoder, IDenoiser denoiser, ComponentSlot<IImageDecoder> decoder,
+        SchedulerConfig schedulerConfig, ComponentSlot<IImageEncoder>? encoder, string name)
     {
         _tokenizer = tokenizer;
         _textEncoder = textEncoder;
         _denoiser = denoiser;
         _decoder = decoder;
         _schedulerConfig = schedulerConfig;
-        _encoderFactory = encoderFactory;
+        _encoder = encoder;
         Name = name;
     }
 
@@ -48,7 +55,12 @@ public sealed class StableDiffusionPipeline : IDisposable
     /// Opens a diffusers/optimum ONNX folder: tokenizer/, text_encoder/, unet/, vae_decoder/ (vae_encoder/ for img2img,
     /// opened on first use), scheduler/scheduler_config.json (SD defaults when absent). model_index.json is optional.
     /// </summary>
-    public static StableDiffusionPipeline Load(string folder, SessionSettings? settings = null)
+    /// <param name="lowMemory">
+    /// Keep only the UNet loaded: the text encoder and the VAE are created when needed and disposed right after, so
+    /// their weights and buffers are never resident during the denoising loop. Same output, byte for byte; each
+    /// generation pays their session creation.
+    /// </param>
+    public static StableDiffusionPipeline Load(string folder, SessionSettings? settings = null, bool lowMemory = false)
     {
         var model = ModelFolder.Open(folder);
         string tokenizerDir = Path.Combine(model.Root, "tokenizer");
@@ -70,12 +82,22 @@ public sealed class StableDiffusionPipeline : IDisposable
             disposables.Add(created);
             return created;
         }
+        void Load<T>(string component, ComponentSlot<T> slot) where T : class, IDisposable
+        {
+            var sw = Stopwatch.StartNew();
+            slot.Acquire();
+            times[component] = sw.Elapsed;
+        }
         try
         {
-            var text = Timed("text_encoder", () => new OnnxTextEncoder(textPath, settings));
+            var text = new ComponentSlot<ITextEncoder>(() => new OnnxTextEncoder(textPath, settings), keepLoaded: !lowMemory);
+            var vae = new ComponentSlot<IImageDecoder>(() => new OnnxVaeDecoder(vaePath, settings), keepLoaded: !lowMemory);
+            disposables.Add(text);
+            disposables.Add(vae);
+            if (!lowMemory) Load("text_encoder", text);
             var unet = Timed("unet", () => new OnnxUNet(unetPath, settings));
-            var vae = Timed("vae_decoder", () => new OnnxVaeDecoder(vaePath, settings));
-            Func<IImageEncoder>? encoder = encoderPath is null ? null : () => new OnnxVaeEncoder(encoderPath, settings);
+            if (!lowMemory) Load("vae_decoder", vae);
+            var encoder = encoderPath is null ? null : new ComponentSlot<IImageEncoder>(() => new OnnxVaeEncoder(encoderPath, settings), keepLoaded: !lowMemory);
             int? sampleSize = ComponentConfig.SampleSize(Path.GetDirectoryName(unetPath)!);
             var size = sampleSize is { } s ? (s * 8, s * 8) : (unet.FixedWidth is { } fw && unet.FixedHeight is { } fh ? (fw * 8, fh * 8) : (512, 512));
             return new StableDiffusionPipeline(tokenizer, text, unet, vae, schedulerConfig, encoder, Path.GetFileName(model.Root)) { LoadTimes = times, DefaultSize = size };
@@ -111,7 +133,10 @@ public sealed class StableDiffusionPipeline : IDisposable
         }
         prompts.Add(positive.Ids);
         var sw = Stopwatch.StartNew();
-        float[] embeddings = _textEncoder.Encode(prompts, out int sequence, out int width);
+        float[] embeddings;
+        int sequence, width;
+        try { embeddings = _textEncoder.Acquire().Encode(prompts, out sequence, out width); }
+        finally { _textEncoder.Release(); }
         var textTime = sw.Elapsed;
 
         int n = request.Count, halves = guided ? 2 : 1, rows = n * halves;
@@ -134,9 +159,11 @@ public sealed class StableDiffusionPipeline : IDisposable
         if (request.InitImage is not null)
         {
             sw.Restart();
-            var encoder = _encoder ??= _encoderFactory?.Invoke()
-                ?? throw new ModelFolderException(Name, "has no vae_encoder/model.onnx; img2img needs the VAE encoder");
-            float[] initLatents = encoder.Encode(request.InitImage, request.Height, request.Width, out int encodedChannels);
+            var encoder = _encoder ?? throw new ModelFolderException(Name, "has no vae_encoder/model.onnx; img2img needs the VAE encoder");
+            float[] initLatents;
+            int encodedChannels;
+            try { initLatents = encoder.Acquire().Encode(request.InitImage, request.Height, request.Width, out encodedChannels); }
+            finally { encoder.Release(); }
             if (encodedChannels != channels || initLatents.Length != latentSize)
                 throw new ModelFolderException(Name, $"vae_encoder gives {encodedChannels} latent channels; the UNet takes {channels}");
             encodeTime = sw.Elapsed;
@@ -178,11 +205,16 @@ public sealed class StableDiffusionPipeline : IDisposable
 
         sw.Restart();
         var images = new List<float[]>(n);
-        for (int i = 0; i < n; i++)
+        try
         {
-            cancellation.ThrowIfCancellationRequested();
-            images.Add(_decoder.Decode(latents.AsSpan(i * latentSize, latentSize), channels, latentHeight, latentWidth));
+            var decoder = _decoder.Acquire();
+            for (int i = 0; i < n; i++)
+            {
+                cancellation.ThrowIfCancellationRequested();
+                images.Add(decoder.Decode(latents.AsSpan(i * latentSize, latentSize), channels, latentHeight, latentWidth));
+            }
         }
+        finally { _decoder.Release(); }
         var decodeTime = sw.Elapsed;
         var timings = new GenerationTimings(textTime, encodeTime, denoiserTime, calls, steps, loopTime - denoiserTime, decodeTime, total.Elapsed);
         return new GenerationResult(images, seeds, request.Width, request.Height, scheduler.Name, timings, warnings);

@@ -17,14 +17,31 @@ public sealed record SessionSettings
 
     /// <summary>Extra session config entries (key = value), applied last.</summary>
     public IReadOnlyDictionary<string, string> ConfigEntries { get; init; } = new Dictionary<string, string>();
+
+    /// <summary>Symbolic dimensions fixed to a size (AddFreeDimensionOverrideByName), when the shapes a session will see are known.</summary>
+    public IReadOnlyDictionary<string, long> FreeDimensions { get; init; } = new Dictionary<string, long>();
+
+    /// <summary>ONNX Runtime's CPU memory arena (on by default in ONNX Runtime).</summary>
+    public bool CpuMemoryArena { get; init; } = true;
+
+    /// <summary>ONNX Runtime's memory pattern planning (on by default in ONNX Runtime).</summary>
+    public bool MemoryPattern { get; init; } = true;
+
+    /// <summary>Where optimized graphs and prepacked weights are kept between runs; null builds every session from scratch.</summary>
+    public SessionCache? Cache { get; init; }
 }
 
 /// <summary>Creates ONNX Runtime sessions from model files, with ONNX Runtime's failures turned into typed errors naming the file.</summary>
 public static class SessionFactory
 {
-    public static InferenceSession Create(string modelPath, SessionSettings? settings = null)
+    public static InferenceSession Create(string modelPath, SessionSettings? settings = null) =>
+        (settings ?? SessionSettings.Default).Cache is { } cache && File.Exists(modelPath)
+            ? cache.Create(modelPath, settings!, out _)
+            : Create(modelPath, settings ?? SessionSettings.Default, optimizedModelPath: null);
+
+    /// <summary>Builds a session without the cache; with <paramref name="optimizedModelPath"/>, ONNX Runtime also saves its optimized graph there.</summary>
+    internal static InferenceSession Create(string modelPath, SessionSettings settings, string? optimizedModelPath)
     {
-        settings ??= SessionSettings.Default;
         if (!File.Exists(modelPath))
             throw new Onnx.OnnxFormatException(modelPath, "file not found; check the model folder");
         using var options = new SessionOptions
@@ -32,7 +49,11 @@ public static class SessionFactory
             GraphOptimizationLevel = settings.OptimizationLevel,
             IntraOpNumThreads = settings.IntraOpThreads,
             LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR,
+            EnableCpuMemArena = settings.CpuMemoryArena,
+            EnableMemoryPattern = settings.MemoryPattern,
         };
+        if (optimizedModelPath is not null) options.OptimizedModelFilePath = optimizedModelPath;
+        foreach (var (name, value) in settings.FreeDimensions) options.AddFreeDimensionOverrideByName(name, value);
         if (settings.ProfilePrefix is not null)
         {
             options.EnableProfiling = true;

@@ -17,7 +17,7 @@ public sealed class GenerateCommandTests : IClassFixture<TinyModels>, IDisposabl
     /// <summary>generate with small defaults; an option given in <paramref name="extra"/> replaces the default.</summary>
     private CliResult Generate(string output, params string[] extra)
     {
-        var args = new List<string> { "generate", "a red circle", "--model", _models.Folder(), "-o", output, "-q" };
+        var args = new List<string> { "generate", "a red circle", "--model", _models.Folder(), "-o", output, "-q", "--cache-dir", Path.Combine(_dir, "cache") };
         foreach (var (option, value) in new[] { ("--steps", "3"), ("--width", "64"), ("--height", "64") })
             if (!extra.Contains(option)) args.AddRange([option, value]);
         return CliRunner.Run([.. args, .. extra]);
@@ -93,7 +93,7 @@ public sealed class GenerateCommandTests : IClassFixture<TinyModels>, IDisposabl
     [Fact]
     public void MissingModelFolderIsNamed()
     {
-        var result = CliRunner.Run("generate", "x", "--model", Path.Combine(_dir, "nowhere"), "-o", Path.Combine(_dir, "x.png"));
+        var result = CliRunner.Run("generate", "x", "--model", Path.Combine(_dir, "nowhere"), "-o", Path.Combine(_dir, "x.png"), "--no-cache");
         Assert.Equal(2, result.ExitCode);
         Assert.Contains("nowhere", result.Error);
     }

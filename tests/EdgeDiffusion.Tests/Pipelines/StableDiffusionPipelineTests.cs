@@ -260,3 +260,22 @@ public sealed class StableDiffusionPipelineTests(TinyModels models)
         public void Dispose() { }
     }
 }
+
+[Collection("TinyModels")]
+public sealed class LowMemoryPipelineTests(TinyModels models)
+{
+    [Fact]
+    public void LowMemoryModeGivesTheSameImageByteForByte()
+    {
+        var request = new GenerationRequest { Prompt = "a blue square", Steps = 4, Scheduler = "euler-a", Seed = 3, Width = 64, Height = 64, Count = 2 };
+        using var normal = StableDiffusionPipeline.Load(models.Folder());
+        using var lean = StableDiffusionPipeline.Load(models.Folder(), lowMemory: true);
+        Assert.Equal(["text_encoder", "unet", "vae_decoder"], normal.LoadTimes.Keys.Order());
+        Assert.Equal(["unet"], lean.LoadTimes.Keys);
+        var a = normal.Generate(request);
+        var b = lean.Generate(request);
+        for (int i = 0; i < 2; i++) Assert.Equal(a.Images[i], b.Images[i]);
+        var img2img = request with { InitImage = a.Images[0], Strength = 0.5, Count = 1 };
+        Assert.Equal(normal.Generate(img2img).Images[0], lean.Generate(img2img).Images[0]);
+    }
+}
