@@ -1,7 +1,7 @@
 using EdgeDiffusion.Architectures;
 using EdgeDiffusion.Tests.Onnx;
 using Google.Protobuf;
-using static EdgeDiffusion.Tests.Architectures.SessionRunner;
+using static EdgeDiffusion.Tests.Onnx.OrtRunner;
 using DT = EdgeDiffusion.Onnx.Protobuf.TensorProto.Types.DataType;
 
 namespace EdgeDiffusion.Tests.Architectures;

@@ -25,7 +25,7 @@ public class LayersTests
         var input = g.Input("x", DT.Float, [1, 1, side, side]);
         var L = new Layers(g, new BoxFilterParameters());
         g.Output(g.Identity(L.Downsample2D(input, "downsamplers.0", 1, asymmetric), "y"), DT.Float);
-        var y = SessionRunner.RunBytes(g.Build().ToByteArray(), new Feed("x", [1, 1, side, side], x))["y"];
+        var y = OrtRunner.RunBytes(g.Build().ToByteArray(), new Feed("x", [1, 1, side, side], x))["y"];
         Assert.Equal([1L, 1, side / 2, side / 2], y.Shape);
         return y.Values;
     }

@@ -29,9 +29,37 @@ public static class OrtRunner
 
     public static Dictionary<string, Fetched> Run(byte[] modelBytes, GraphOptimizationLevel level, params Feed[] feeds)
     {
-        using var options = new SessionOptions { IntraOpNumThreads = 1, InterOpNumThreads = 1, GraphOptimizationLevel = level };
-        options.AddSessionConfigEntry(MatMulNBitsAccuracyKey, "1");
+        using var options = Options(level);
         using var session = new InferenceSession(modelBytes, options);
+        return Run(session, feeds);
+    }
+
+    /// <summary>Runs bytes at the default (full) optimization level.</summary>
+    public static Dictionary<string, Fetched> RunBytes(byte[] modelBytes, params Feed[] feeds) => Run(modelBytes, GraphOptimizationLevel.ORT_ENABLE_ALL, feeds);
+
+    /// <summary>Runs a model file, so external data next to it is found.</summary>
+    public static Dictionary<string, Fetched> RunFile(string modelPath, params Feed[] feeds)
+    {
+        using var options = Options(GraphOptimizationLevel.ORT_ENABLE_ALL);
+        using var session = new InferenceSession(modelPath, options);
+        return Run(session, feeds);
+    }
+
+    private static SessionOptions Options(GraphOptimizationLevel level)
+    {
+        var options = new SessionOptions { IntraOpNumThreads = 1, InterOpNumThreads = 1, GraphOptimizationLevel = level };
+        options.AddSessionConfigEntry(MatMulNBitsAccuracyKey, "1");
+        return options;
+    }
+
+    public static void AssertFinite(Fetched fetched, string what)
+    {
+        for (int i = 0; i < fetched.Values.Length; i++)
+            if (!double.IsFinite(fetched.Values[i])) Assert.Fail($"{what}: element {i} is {fetched.Values[i]}");
+    }
+
+    private static Dictionary<string, Fetched> Run(InferenceSession session, Feed[] feeds)
+    {
         var inputs = new List<OrtValue>();
         try
         {
@@ -69,6 +97,7 @@ public static class OrtRunner
     {
         float[] a => OrtValue.CreateTensorValueFromMemory(a, f.Shape),
         long[] a => OrtValue.CreateTensorValueFromMemory(a, f.Shape),
+        int[] a => OrtValue.CreateTensorValueFromMemory(a, f.Shape),
         bool[] a => OrtValue.CreateTensorValueFromMemory(a, f.Shape),
         sbyte[] a => OrtValue.CreateTensorValueFromMemory(a, f.Shape),
         byte[] a => OrtValue.CreateTensorValueFromMemory(a, f.Shape),
