@@ -11,7 +11,7 @@ namespace EdgeDiffusion.Bench;
 /// </summary>
 public static class StartupBenchmark
 {
-    public static void Run(string workDir, string arch, string component, string mode, string cacheDir, int runs, int latent, int batch)
+    public static void Run(string workDir, string arch, string component, string mode, string cacheDir, int runs, int latent, int batch, bool fixedShapes, bool freshInputs, bool arena = true, bool memoryPattern = true)
     {
         string folder = Path.Combine(workDir, arch);
         if (!File.Exists(Path.Combine(folder, "unet", "model.onnx")))
@@ -19,7 +19,13 @@ public static class StartupBenchmark
         string model = Path.Combine(folder, component, "model.onnx");
         var cache = mode == "plain" ? null : new SessionCache(cacheDir, m => Console.WriteLine("warning: " + m));
         if (mode == "cache-cold" && Directory.Exists(cacheDir)) Directory.Delete(cacheDir, recursive: true);
-        var settings = SessionSettings.Default with { Cache = cache };
+        var settings = SessionSettings.Default with
+        {
+            Cache = cache,
+            CpuMemoryArena = arena,
+            MemoryPattern = memoryPattern,
+            FreeDimensions = fixedShapes ? Pipelines.UNetShapes.FreeDimensions(model, batch, latent, latent) : new Dictionary<string, long>(),
+        };
 
         long before = ProcessMemory.CurrentRssBytes();
         var create = Stopwatch.StartNew();
@@ -34,22 +40,31 @@ public static class StartupBenchmark
         var rng = new Random(1);
         for (int i = 0; i < sample.Length; i++) sample[i] = (float)rng.NextDouble() * 2 - 1;
         for (int i = 0; i < hidden.Length; i++) hidden[i] = (float)rng.NextDouble() * 2 - 1;
-        using var s = OrtValue.CreateTensorValueFromMemory(sample, [batch, 4, latent, latent]);
-        using var t = OrtValue.CreateTensorValueFromMemory(Enumerable.Repeat(500L, batch).ToArray(), [batch]);
-        using var h = OrtValue.CreateTensorValueFromMemory(hidden, [batch, 77, hiddenWidth]);
-        var output = new float[sample.Length];
-        using var o = OrtValue.CreateTensorValueFromMemory(output, [batch, 4, latent, latent]);
         using var runOptions = new RunOptions();
         var times = new List<double>();
+        OrtValue[]? values = null;
         for (int r = 0; r < runs; r++)
         {
+            // --fresh-inputs: new input/output OrtValues for each run, as a pipeline makes per generation.
+            if (values is null || freshInputs)
+            {
+                if (values is not null) foreach (var v in values) v.Dispose();
+                values =
+                [
+                    OrtValue.CreateTensorValueFromMemory((float[])sample.Clone(), [batch, 4, latent, latent]),
+                    OrtValue.CreateTensorValueFromMemory(Enumerable.Repeat(500L, batch).ToArray(), [batch]),
+                    OrtValue.CreateTensorValueFromMemory((float[])hidden.Clone(), [batch, 77, hiddenWidth]),
+                    OrtValue.CreateTensorValueFromMemory(new float[sample.Length], [batch, 4, latent, latent]),
+                ];
+            }
             var sw = Stopwatch.StartNew();
-            session.Run(runOptions, ["sample", "timestep", "encoder_hidden_states"], [s, t, h], ["out_sample"], [o]);
+            session.Run(runOptions, ["sample", "timestep", "encoder_hidden_states"], values[..3], ["out_sample"], values[3..]);
             times.Add(sw.Elapsed.TotalSeconds);
         }
+        foreach (var v in values!) v.Dispose();
         double steady = times.Skip(Math.Min(2, times.Count - 1)).Order().ElementAt((times.Count - Math.Min(2, times.Count - 1)) / 2);
         Console.WriteLine(FormattableString.Invariant(
-            $"{arch} {component} [{mode}, {outcome}]: session {create.Elapsed.TotalSeconds:0.0} s, runs {string.Join(" ", times.Select(x => x.ToString("0.00", System.Globalization.CultureInfo.InvariantCulture)))} s; first/steady {times[0] / steady:0.00}x (steady = median after 2), RSS after session {afterCreate / 1048576.0:0} MiB (+{(afterCreate - before) / 1048576.0:0}), peak {ProcessMemory.PeakRssBytes() / 1048576.0:0} MiB, weights on disk {WeightsOnDisk(model) / 1048576.0:0} MiB"));
+            $"{arch} {component} [{mode}{(fixedShapes ? ", fixed shapes" : "")}{(freshInputs ? ", fresh inputs" : "")}{(arena ? "" : ", no arena")}{(memoryPattern ? "" : ", no memory pattern")}, {outcome}]: session {create.Elapsed.TotalSeconds:0.0} s, runs {string.Join(" ", times.Select(x => x.ToString("0.00", System.Globalization.CultureInfo.InvariantCulture)))} s; first/steady {times[0] / steady:0.00}x (steady = median after 2), RSS after session {afterCreate / 1048576.0:0} MiB (+{(afterCreate - before) / 1048576.0:0}), peak {ProcessMemory.PeakRssBytes() / 1048576.0:0} MiB, weights on disk {WeightsOnDisk(model) / 1048576.0:0} MiB"));
     }
 
     private static long WeightsOnDisk(string model) => Directory.EnumerateFiles(Path.GetDirectoryName(model)!).Where(f => !f.EndsWith(".json", StringComparison.Ordinal)).Sum(f => new FileInfo(f).Length);

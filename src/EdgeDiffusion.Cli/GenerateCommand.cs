@@ -39,10 +39,6 @@ public static class GenerateCommand
             var outputs = OutputPaths(result.GetValue(output)!, result.GetValue(count));
             string folder = ModelOption.Resolve(result.GetValue(model));
             var settings = RuntimeOptions.Settings(result.GetValue(threads), result.GetValue(noCache), result.GetValue(cacheDir));
-            using var pipeline = StableDiffusionPipeline.Load(folder, settings, result.GetValue(lowMemory));
-            if (!result.GetValue(quiet)) RuntimeOptions.ReportCache(settings, Console.Error);
-            int w = result.GetValue(width) ?? pipeline.DefaultSize.Width, h = result.GetValue(height) ?? pipeline.DefaultSize.Height;
-            string? initPath = result.GetValue(init);
             var request = new GenerationRequest
             {
                 Prompt = result.GetValue(prompt)!,
@@ -51,13 +47,18 @@ public static class GenerateCommand
                 Guidance = result.GetValue(guidance),
                 Scheduler = result.GetValue(scheduler),
                 Seed = result.GetValue(seed),
-                Width = w,
-                Height = h,
+                Width = result.GetValue(width) ?? DefaultSize(folder).Width,
+                Height = result.GetValue(height) ?? DefaultSize(folder).Height,
                 Count = result.GetValue(count),
                 Strength = result.GetValue(strength),
             };
+            string? initPath = result.GetValue(init);
             request.Validate();
-            if (initPath is not null) request = request with { InitImage = ImageTensor.LoadInitImage(initPath, w, h) };
+            if (initPath is not null) request = request with { InitImage = ImageTensor.LoadInitImage(initPath, request.Width, request.Height) };
+            // The size is known before the sessions exist: the UNet is planned for exactly these shapes (no warm-up call:
+            // a one-shot run would only move the first step's cost into loading).
+            using var pipeline = StableDiffusionPipeline.Load(folder, settings, result.GetValue(lowMemory), GenerationPlan.For(request, warmUp: false));
+            if (!result.GetValue(quiet)) RuntimeOptions.ReportCache(settings, Console.Error);
 
             using var progress = new StepProgressReporter(result.GetValue(quiet), Console.Error);
             var generated = pipeline.Generate(request, progress.Report, cancellation);
@@ -77,6 +78,10 @@ public static class GenerateCommand
         })));
         return command;
     }
+
+    /// <summary>The model's own size (unet/config.json's sample_size × 8), else 512².</summary>
+    private static (int Width, int Height) DefaultSize(string folder) =>
+        ComponentConfig.SampleSize(Path.Combine(folder, "unet")) is { } s ? (s * 8, s * 8) : (512, 512);
 
     /// <summary>One path per image; checked before any work so a bad path fails fast.</summary>
     internal static string[] OutputPaths(string output, int count)

@@ -38,6 +38,8 @@ public sealed record GenerationRequest
             throw new InvalidArgumentException("--width", $"{Width} is not a positive multiple of 8; use {Math.Max(8, Width / 8 * 8)} or {Math.Max(8, (Width + 7) / 8 * 8)}");
         if (Height <= 0 || Height % 8 != 0)
             throw new InvalidArgumentException("--height", $"{Height} is not a positive multiple of 8; use {Math.Max(8, Height / 8 * 8)} or {Math.Max(8, (Height + 7) / 8 * 8)}");
+        if (Scheduler is not null && !Schedulers.SchedulerFactory.Names.Contains(Scheduler.Trim().ToLowerInvariant()))
+            throw new InvalidArgumentException("--scheduler", $"\"{Scheduler}\" is not a scheduler; use one of {string.Join(", ", Schedulers.SchedulerFactory.Names)}");
         if (Steps is < 1 or > 1000) throw new InvalidArgumentException("--steps", $"{Steps} is out of range; use 1 to 1000");
         if (Count is < 1 or > 64) throw new InvalidArgumentException("--count", $"{Count} is out of range; use 1 to 64");
         if (double.IsNaN(Guidance) || Guidance < 0 || Guidance > 100) throw new InvalidArgumentException("--guidance", $"{Guidance} is out of range; use 0 to 100 (1 or less turns guidance off)");
@@ -72,3 +74,13 @@ public sealed record GenerationTimings(
 
 /// <summary>The pictures ([3, Height, Width] floats in [-1, 1] each), their seeds and where the time went.</summary>
 public sealed record GenerationResult(IReadOnlyList<float[]> Images, IReadOnlyList<ulong> Seeds, int Width, int Height, string Scheduler, GenerationTimings Timings, IReadOnlyList<string> Warnings);
+
+/// <summary>
+/// The shape a pipeline will be used at: image size and UNet rows (images × 2 with guidance). Lets the UNet session be
+/// planned for fixed shapes and warmed up at them when it is created.
+/// </summary>
+public sealed record GenerationPlan(int Width, int Height, int Rows, bool WarmUp = true)
+{
+    public static GenerationPlan For(GenerationRequest request, bool warmUp = true) =>
+        new(request.Width, request.Height, request.Count * (request.Guidance > 1 ? 2 : 1), warmUp);
+}

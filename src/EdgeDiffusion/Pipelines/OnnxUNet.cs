@@ -80,6 +80,19 @@ public sealed class OnnxUNet : IDenoiser
         }
     }
 
+    /// <summary>One call on zeros at the given shape, so ONNX Runtime's first-run work is done before the first real step.</summary>
+    public void WarmUp(int rows, int latentHeight, int latentWidth)
+    {
+        int width = (int)_session.InputMetadata["encoder_hidden_states"].Dimensions[2];
+        if (width <= 0) width = 768;
+        SetConditioning(new float[rows * 77 * width], rows, 77, width, latentHeight, latentWidth);
+        var buffer = new float[rows * LatentChannels * latentHeight * latentWidth];
+        Predict(buffer, 500, buffer);
+        _modelTicks = 0;
+        ModelCalls = 0;
+        DisposeChunks();
+    }
+
     public void Predict(ReadOnlySpan<float> sample, double timestep, Span<float> output)
     {
         if (_chunks.Length == 0) throw new InvalidOperationException("SetConditioning first");

@@ -60,7 +60,12 @@ public sealed class StableDiffusionPipeline : IDisposable
     /// their weights and buffers are never resident during the denoising loop. Same output, byte for byte; each
     /// generation pays their session creation.
     /// </param>
-    public static StableDiffusionPipeline Load(string folder, SessionSettings? settings = null, bool lowMemory = false)
+    /// <param name="plan">
+    /// The size this pipeline will generate at, when known: the UNet's symbolic dimensions are fixed to it (a static-shaped
+    /// graph; other sizes are then refused) and, with <see cref="GenerationPlan.WarmUp"/>, one UNet call at that shape is
+    /// made during loading, so the first real step runs at steady speed.
+    /// </param>
+    public static StableDiffusionPipeline Load(string folder, SessionSettings? settings = null, bool lowMemory = false, GenerationPlan? plan = null)
     {
         var model = ModelFolder.Open(folder);
         string tokenizerDir = Path.Combine(model.Root, "tokenizer");
@@ -95,7 +100,17 @@ public sealed class StableDiffusionPipeline : IDisposable
             disposables.Add(text);
             disposables.Add(vae);
             if (!lowMemory) Load("text_encoder", text);
-            var unet = Timed("unet", () => new OnnxUNet(unetPath, settings));
+            var unetSettings = plan is null ? settings : (settings ?? SessionSettings.Default) with
+            {
+                FreeDimensions = UNetShapes.FreeDimensions(unetPath, plan.Rows, plan.Height / 8, plan.Width / 8),
+            };
+            var unet = Timed("unet", () => new OnnxUNet(unetPath, unetSettings));
+            if (plan is { WarmUp: true })
+            {
+                var sw = Stopwatch.StartNew();
+                unet.WarmUp(plan.Rows, plan.Height / 8, plan.Width / 8);
+                times["unet warm-up"] = sw.Elapsed;
+            }
             if (!lowMemory) Load("vae_decoder", vae);
             var encoder = encoderPath is null ? null : new ComponentSlot<IImageEncoder>(() => new OnnxVaeEncoder(encoderPath, settings), keepLoaded: !lowMemory);
             int? sampleSize = ComponentConfig.SampleSize(Path.GetDirectoryName(unetPath)!);

@@ -24,8 +24,11 @@ public sealed record SessionSettings
     /// <summary>ONNX Runtime's CPU memory arena (on by default in ONNX Runtime).</summary>
     public bool CpuMemoryArena { get; init; } = true;
 
-    /// <summary>ONNX Runtime's memory pattern planning (on by default in ONNX Runtime).</summary>
-    public bool MemoryPattern { get; init; } = true;
+    /// <summary>
+    /// ONNX Runtime's memory pattern planning. Off here (ONNX Runtime's default is on): measured on the UNet at 64×64
+    /// latents, it doubled peak RSS and made the second run as slow as the first, for no steady-state gain (docs/benchmarks.md).
+    /// </summary>
+    public bool MemoryPattern { get; init; }
 
     /// <summary>Where optimized graphs and prepacked weights are kept between runs; null builds every session from scratch.</summary>
     public SessionCache? Cache { get; init; }

@@ -278,4 +278,20 @@ public sealed class LowMemoryPipelineTests(TinyModels models)
         var img2img = request with { InitImage = a.Images[0], Strength = 0.5, Count = 1 };
         Assert.Equal(normal.Generate(img2img).Images[0], lean.Generate(img2img).Images[0]);
     }
+
+    [Fact]
+    public void PlannedShapesAndWarmUpGiveTheSameImage()
+    {
+        var request = new GenerationRequest { Prompt = "a blue square", Steps = 4, Scheduler = "ddim", Seed = 3, Width = 64, Height = 64 };
+        using var plain = StableDiffusionPipeline.Load(models.Folder());
+        using var planned = StableDiffusionPipeline.Load(models.Folder(), plan: GenerationPlan.For(request));
+        Assert.Contains("unet warm-up", planned.LoadTimes.Keys);
+        var a = plain.Generate(request).Images[0];
+        var b = planned.Generate(request);
+        Assert.Equal(4, b.Timings.DenoiserCalls); // the warm-up call is not counted as a step
+        float max = a.Zip(b.Images[0], (x, y) => Math.Abs(x - y)).Max();
+        Assert.True(max < 1e-4f, $"max difference {max}");
+        // A session planned for 64×64 refuses another size with a clear error.
+        Assert.ThrowsAny<EdgeDiffusionException>(() => planned.Generate(request with { Width = 128, Height = 128 }));
+    }
 }
