@@ -10,10 +10,11 @@ namespace EdgeDiffusion.Bench;
 /// </summary>
 public static class PipelineBenchmark
 {
-    public static void Run(string workDir, string arch, int size, int steps, int warmup, string scheduler, double guidance)
+    public static void Run(string workDir, string arch, int size, int steps, int warmup, string scheduler, double guidance, string? model = null)
     {
-        string folder = Path.Combine(workDir, arch);
-        if (!File.Exists(Path.Combine(folder, "unet", "model.onnx")))
+        string folder = model ?? Path.Combine(workDir, arch);
+        if (model is not null) arch = Path.GetFileName(Path.GetFullPath(model));
+        else if (!File.Exists(Path.Combine(folder, "unet", "model.onnx")))
         {
             var sw = Stopwatch.StartNew();
             StableDiffusionArchitecture.WriteFolder(StableDiffusionConfig.Preset(arch), folder, 1);

@@ -28,7 +28,7 @@ public static class Program
                 PipelineBenchmark.Run(Option("--dir", Path.Combine(".bench", "models")), Option("--arch", "tiny"),
                     int.Parse(Option("--size", "64"), CultureInfo.InvariantCulture), int.Parse(Option("--steps", "20"), CultureInfo.InvariantCulture),
                     int.Parse(Option("--warmup", "2"), CultureInfo.InvariantCulture), Option("--scheduler", "euler"),
-                    double.Parse(Option("--guidance", "7.5"), CultureInfo.InvariantCulture));
+                    double.Parse(Option("--guidance", "7.5"), CultureInfo.InvariantCulture), args.Contains("--model") ? Option("--model", "") : null);
                 return 0;
             case "startup":
                 StartupBenchmark.Run(Option("--dir", Path.Combine(".bench", "models")), Option("--arch", "sd15"), Option("--component", "unet"),
@@ -49,13 +49,14 @@ public static class Program
                     Option("--scheduler", "euler"), args.Contains("--save") ? Directory.CreateDirectory(Path.Combine(".bench", "shapes")).FullName : null);
                 Console.WriteLine($"{model}: {score} in {watch.Elapsed.TotalSeconds:0.0} s");
                 foreach (var miss in score.Misses.Take(20)) Console.WriteLine("  miss: " + miss);
+                if (args.Contains("--grid")) Shapes.ShapesGrid.Write(pipeline, Option("--grid", "grid.png"));
                 return 0;
             }
             default:
                 Console.Error.WriteLine("usage: EdgeDiffusion.Bench onnx-io [--gb 3.4] [--width 4096] [--dir DIR]\n" +
                     "       EdgeDiffusion.Bench startup [--arch sd15] [--component unet] [--mode plain|cache-cold|cache-warm] [--runs 4] [--latent 64] [--batch 2] [--fixed] [--fresh-inputs] [--no-arena] [--no-memory-pattern]\n" +
-                    "       EdgeDiffusion.Bench shapes [--model models/tiny-shapes] [--seeds 2] [--steps 20] [--guidance 7.5] [--save]\n" +
-                    "       EdgeDiffusion.Bench pipeline [--arch tiny|sd15|sd21|sd-turbo] [--size 64] [--steps 20] [--warmup 2] [--scheduler euler] [--guidance 7.5] [--dir DIR]");
+                    "       EdgeDiffusion.Bench shapes [--model models/tiny-shapes] [--seeds 2] [--steps 20] [--guidance 7.5] [--save] [--grid FILE]\n" +
+                    "       EdgeDiffusion.Bench pipeline [--arch tiny|sd15|sd21|sd-turbo | --model DIR] [--size 64] [--steps 20] [--warmup 2] [--scheduler euler] [--guidance 7.5] [--dir DIR]");
                 return 2;
         }
     }
