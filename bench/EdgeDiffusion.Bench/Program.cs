@@ -35,7 +35,8 @@ public static class Program
                     Option("--mode", "plain"), Option("--cache-dir", Path.Combine(".bench", "cache")),
                     int.Parse(Option("--runs", "4"), CultureInfo.InvariantCulture), int.Parse(Option("--latent", "64"), CultureInfo.InvariantCulture),
                     int.Parse(Option("--batch", "2"), CultureInfo.InvariantCulture), args.Contains("--fixed"), args.Contains("--fresh-inputs"),
-                    !args.Contains("--no-arena"), !args.Contains("--no-memory-pattern"));
+                    !args.Contains("--no-arena"),
+                    args.Contains("--memory-pattern") ? true : args.Contains("--no-memory-pattern") ? false : null);
                 return 0;
             case "shapes":
             {
@@ -54,7 +55,7 @@ public static class Program
             }
             default:
                 Console.Error.WriteLine("usage: EdgeDiffusion.Bench onnx-io [--gb 3.4] [--width 4096] [--dir DIR]\n" +
-                    "       EdgeDiffusion.Bench startup [--arch sd15] [--component unet] [--mode plain|cache-cold|cache-warm] [--runs 4] [--latent 64] [--batch 2] [--fixed] [--fresh-inputs] [--no-arena] [--no-memory-pattern]\n" +
+                    "       EdgeDiffusion.Bench startup [--arch sd15] [--component unet] [--mode plain|ours|cache-cold|cache-warm] [--runs 4] [--latent 64] [--batch 2] [--fixed] [--fresh-inputs] [--no-arena] [--memory-pattern|--no-memory-pattern]\n" +
                     "       EdgeDiffusion.Bench shapes [--model models/tiny-shapes] [--seeds 2] [--steps 20] [--guidance 7.5] [--save] [--grid FILE]\n" +
                     "       EdgeDiffusion.Bench pipeline [--arch tiny|sd15|sd21|sd-turbo | --model DIR] [--size 64] [--steps 20] [--warmup 2] [--scheduler euler] [--guidance 7.5] [--dir DIR]");
                 return 2;

@@ -29,16 +29,17 @@ public static class GenerateCommand
         var quiet = new Option<bool>("--quiet", "-q") { Description = "no progress output" };
         var cacheDir = new Option<string?>("--cache-dir") { Description = $"where optimized sessions and prepacked weights are kept between runs (default: {SessionCache.DefaultDirectory})" };
         var noCache = new Option<bool>("--no-cache") { Description = "build every session from scratch and cache nothing" };
+        var sharedAllocator = new Option<bool>("--shared-allocator") { Description = "all sessions allocate from one shared CPU arena (session.use_env_allocators)" };
         var lowMemory = new Option<bool>("--low-memory") { Description = "keep only the UNet loaded; create the text encoder and VAE for each use (same output, less memory)" };
         var command = new Command("generate", "Generate images from a text prompt with a Stable Diffusion-style ONNX model folder.")
         {
-            prompt, model, negative, steps, guidance, scheduler, seed, width, height, count, init, strength, output, threads, quiet, cacheDir, noCache, lowMemory,
+            prompt, model, negative, steps, guidance, scheduler, seed, width, height, count, init, strength, output, threads, quiet, cacheDir, noCache, lowMemory, sharedAllocator,
         };
         command.SetAction((result, cancellation) => Task.FromResult(VerbRunner.Run(() =>
         {
             var outputs = OutputPaths(result.GetValue(output)!, result.GetValue(count));
             string folder = ModelOption.Resolve(result.GetValue(model));
-            var settings = RuntimeOptions.Settings(result.GetValue(threads), result.GetValue(noCache), result.GetValue(cacheDir));
+            var settings = RuntimeOptions.Settings(result.GetValue(threads), result.GetValue(noCache), result.GetValue(cacheDir), result.GetValue(sharedAllocator));
             var request = new GenerationRequest
             {
                 Prompt = result.GetValue(prompt)!,

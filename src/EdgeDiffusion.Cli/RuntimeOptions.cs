@@ -5,9 +5,10 @@ namespace EdgeDiffusion.Cli;
 /// <summary>Session settings from the options every model-running verb shares.</summary>
 public static class RuntimeOptions
 {
-    public static SessionSettings Settings(int threads, bool noCache, string? cacheDir) => SessionSettings.Default with
+    public static SessionSettings Settings(int threads, bool noCache, string? cacheDir, bool sharedAllocator = false) => SessionSettings.Default with
     {
         IntraOpThreads = threads,
+        SharedAllocator = sharedAllocator,
         Cache = noCache ? null : new SessionCache(cacheDir ?? SessionCache.DefaultDirectory, message => Console.Error.WriteLine($"warning: {message}")),
     };
 

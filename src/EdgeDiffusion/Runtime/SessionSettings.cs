@@ -30,6 +30,12 @@ public sealed record SessionSettings
     /// </summary>
     public bool MemoryPattern { get; init; }
 
+    /// <summary>
+    /// All sessions allocate from one CPU arena registered in ONNX Runtime's environment (session.use_env_allocators),
+    /// instead of one arena each, so memory one component freed can serve the next.
+    /// </summary>
+    public bool SharedAllocator { get; init; }
+
     /// <summary>Where optimized graphs and prepacked weights are kept between runs; null builds every session from scratch.</summary>
     public SessionCache? Cache { get; init; }
 }
@@ -56,6 +62,11 @@ public static class SessionFactory
             EnableMemoryPattern = settings.MemoryPattern,
         };
         if (optimizedModelPath is not null) options.OptimizedModelFilePath = optimizedModelPath;
+        if (settings.SharedAllocator)
+        {
+            SharedCpuArena.EnsureRegistered();
+            options.AddSessionConfigEntry("session.use_env_allocators", "1");
+        }
         foreach (var (name, value) in settings.FreeDimensions) options.AddFreeDimensionOverrideByName(name, value);
         if (settings.ProfilePrefix is not null)
         {
@@ -72,4 +83,18 @@ public static class SessionFactory
             throw new Onnx.OnnxFormatException(modelPath, $"ONNX Runtime cannot load it: {e.Message.Split('\n')[0]}", e);
         }
     }
+}
+
+/// <summary>The one CPU arena registered in ONNX Runtime's environment for sessions that share it (once per process).</summary>
+internal static class SharedCpuArena
+{
+    private static readonly Lazy<bool> Registered = new(() =>
+    {
+        using var memory = new OrtMemoryInfo(OrtMemoryInfo.allocatorCPU, OrtAllocatorType.ArenaAllocator, 0, OrtMemType.Default);
+        using var arena = new OrtArenaCfg(0, -1, -1, -1);
+        OrtEnv.Instance().CreateAndRegisterAllocator(memory, arena);
+        return true;
+    });
+
+    public static void EnsureRegistered() => _ = Registered.Value;
 }

@@ -280,6 +280,15 @@ public sealed class LowMemoryPipelineTests(TinyModels models)
     }
 
     [Fact]
+    public void SharedAllocatorGivesTheSameImage()
+    {
+        var request = new GenerationRequest { Prompt = "a red circle", Steps = 3, Scheduler = "ddim", Seed = 5, Width = 64, Height = 64 };
+        using var own = StableDiffusionPipeline.Load(models.Folder());
+        using var shared = StableDiffusionPipeline.Load(models.Folder(), EdgeDiffusion.Runtime.SessionSettings.Default with { SharedAllocator = true });
+        Assert.Equal(own.Generate(request).Images[0], shared.Generate(request).Images[0]);
+    }
+
+    [Fact]
     public void PlannedShapesAndWarmUpGiveTheSameImage()
     {
         var request = new GenerationRequest { Prompt = "a blue square", Steps = 4, Scheduler = "ddim", Seed = 3, Width = 64, Height = 64 };
