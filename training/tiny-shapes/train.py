@@ -21,7 +21,7 @@ from export import export_folder  # noqa: E402
 from models import VAE, TextEncoder, UNet  # noqa: E402
 
 T = 1000
-TEXT = {"hidden_size": 96, "layers": 3, "heads": 4}
+TEXT = {"hidden_size": 64, "layers": 2, "heads": 2}
 UNET = {"channels": (64, 128), "sample_size": data.IMAGE_SIZE // 8}
 
 
@@ -119,7 +119,7 @@ def train_unet(latents, items, tokenizer, iters, batch, rng, out, lr=6e-4, expor
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
-        decay = min(0.999, (1 + step) / (10 + step))
+        decay = min(0.998, (1 + step) / (10 + step))
         with torch.no_grad():
             for e, p in zip(ema_params, params):
                 e.mul_(decay).add_(p.detach(), alpha=1 - decay)
@@ -138,9 +138,9 @@ def main():
     ap.add_argument("--out", default="models/tiny-shapes")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--images", type=int, default=30000)
-    ap.add_argument("--vae-iters", type=int, default=1500)
+    ap.add_argument("--vae-iters", type=int, default=800)
     ap.add_argument("--vae-batch", type=int, default=32)
-    ap.add_argument("--unet-iters", type=int, default=3000)
+    ap.add_argument("--unet-iters", type=int, default=2000)
     ap.add_argument("--unet-batch", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--smoke", action="store_true", help="tiny run of every stage plus a full export")
