@@ -66,13 +66,21 @@ public class TokenizeCommandTests
     }
 
     [Fact]
+    public void Without_model_the_default_model_tokenizer_is_used()
+    {
+        // tiny-shapes' own vocabulary has one token per caption word.
+        var (exit, output, error) = Run("tokenize", "a red circle", "--json");
+        Assert.True(exit == 0, error);
+        using var json = System.Text.Json.JsonDocument.Parse(output);
+        Assert.Equal(["<|startoftext|>", "a</w>", "red</w>", "circle</w>", "<|endoftext|>"],
+            json.RootElement.GetProperty("tokens").EnumerateArray().Select(t => t.GetString()));
+    }
+
+    [Fact]
     public void Missing_model_or_tokenizer_files_exit_2_with_one_error_line()
     {
-        var (exit, output, error) = Run("tokenize", "a cat");
-        Assert.Equal(VerbRunner.BadInput, exit);
-        Assert.Equal("", output);
-        Assert.StartsWith("error: --model: missing", error);
-
+        int exit;
+        string error;
         string empty = TestData.NewTempDir("edgediff-text-cli");
         try
         {

@@ -1,0 +1,30 @@
+using EdgeDiffusion.Bench.Shapes;
+using EdgeDiffusion.Pipelines;
+using Xunit.Abstractions;
+
+namespace EdgeDiffusion.Tests.Bench;
+
+/// <summary>
+/// The shipped default model against its held-out captions (combinations training never saw), fixed seeds, each picture
+/// read by <see cref="ShapeClassifier"/>. Thresholds sit a few points under the figures measured when the model was
+/// trained (docs/benchmarks.md: 100 %, 88.2 %, 31.2 % over these 144 pictures), so a regression in the pipeline, the
+/// schedulers or the model fails here. The issue's targets (≥ 90 % foreground colour, ≥ 80 % shape) are not met yet.
+/// </summary>
+public sealed class TinyShapesEvaluationTests(ITestOutputHelper output)
+{
+    private static string Model => Path.Combine(TestData.RepoRoot, "models", "tiny-shapes");
+
+    [Fact]
+    public void DefaultModelDrawsWhatHeldOutCaptionsAsk()
+    {
+        var set = HeldOutSet.Load(Path.Combine(Model, "evaluation", "heldout.json"));
+        Assert.True(set.Captions.Count >= 60, $"{set.Captions.Count} held-out captions; the issue asks for at least 60");
+        using var pipeline = StableDiffusionPipeline.Load(Model);
+        var score = ShapesEvaluation.Run(pipeline, set, [0, 1], steps: 20, guidance: 7.5, scheduler: "euler");
+        output.WriteLine(score.ToString());
+        foreach (var miss in score.Misses) output.WriteLine("  " + miss);
+        Assert.True(score.Background >= 0.95, score.ToString());
+        Assert.True(score.Color >= 0.84, score.ToString());
+        Assert.True(score.Shape >= 0.27, score.ToString());
+    }
+}
