@@ -19,21 +19,7 @@ public static class PngText
     /// The text chunks of the PNG file at <paramref name="path"/>, in file order. The file is checked chunk by chunk
     /// (lengths and CRCs); a missing, unreadable, non-PNG or corrupt file is an <see cref="ImageException"/> naming it.
     /// </summary>
-    public static IReadOnlyList<PngTextEntry> Read(string path)
-    {
-        ArgumentNullException.ThrowIfNull(path);
-        if (Directory.Exists(path))
-            throw new ImageException(path, "is a folder; pass a PNG file");
-        if (!File.Exists(path))
-            throw new ImageException(path, "file not found; check the path of the PNG");
-        byte[] bytes;
-        try { bytes = File.ReadAllBytes(path); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new ImageException(path, $"cannot be read ({e.Message.TrimEnd('.')}); check that the file is readable", e);
-        }
-        return Parse(bytes, path);
-    }
+    public static IReadOnlyList<PngTextEntry> Read(string path) => Parse(ImageFiles.ReadAllBytes(path, "a PNG file"), path);
 
     /// <summary>The "parameters" text of the PNG at <paramref name="path"/> (how the image was made), or null when it has none.</summary>
     public static string? ReadParameters(string path) =>

@@ -52,7 +52,7 @@ public static class PngWriter
     /// <see cref="ImageException"/>s naming <paramref name="path"/>.
     /// </summary>
     public static void Write(string path, RgbaImage image, GenerationParameters? parameters = null, IEnumerable<KeyValuePair<string, string>>? text = null) =>
-        AtomicFile.WriteAllBytes(path, Encode(image, parameters, text));
+        ImageFiles.WriteAllBytes(path, Encode(image, parameters, text));
 
     private static byte[] EncodePixels(RgbaImage image)
     {

@@ -153,21 +153,7 @@ public sealed class RgbaImage
     /// Reads and decodes an image file (PNG, JPEG, WebP, GIF (first frame), BMP, ICO, WBMP), turned upright by its EXIF
     /// orientation. Alpha is kept as stored. Any failure is an <see cref="ImageException"/> naming <paramref name="path"/>.
     /// </summary>
-    public static RgbaImage Load(string path)
-    {
-        ArgumentNullException.ThrowIfNull(path);
-        if (Directory.Exists(path))
-            throw new ImageException(path, "is a folder; pass an image file (PNG, JPEG, WebP, BMP or GIF)");
-        if (!File.Exists(path))
-            throw new ImageException(path, "file not found; check the path of the image");
-        byte[] bytes;
-        try { bytes = File.ReadAllBytes(path); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new ImageException(path, $"cannot be read ({e.Message.TrimEnd('.')}); check that the file is readable", e);
-        }
-        return Decode(bytes, path);
-    }
+    public static RgbaImage Load(string path) => Decode(ImageFiles.ReadAllBytes(path, "an image file (PNG, JPEG, WebP, BMP or GIF)"), path);
 
     /// <summary>Decodes an encoded image held in memory; <paramref name="source"/> names it in errors.</summary>
     public static RgbaImage Decode(byte[] encoded, string source = "<image in memory>")
