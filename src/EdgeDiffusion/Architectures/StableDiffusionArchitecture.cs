@@ -65,6 +65,28 @@ public static class StableDiffusionArchitecture
         options ??= new FolderWriteOptions();
         config.Validate();
         string root = Path.GetFullPath(folder);
+        // Everything is written into a staging folder beside the target and moved in only when complete, so a failure
+        // or an interruption never leaves a half-written model folder (an existing one is left as it was).
+        string staging = root.TrimEnd(Path.DirectorySeparatorChar) + $".tmp-{Environment.ProcessId}-{Guid.NewGuid():N}";
+        try
+        {
+            var written = WriteInto(config, staging, seed, options);
+            foreach (var file in Directory.EnumerateFiles(staging, "*", SearchOption.AllDirectories))
+            {
+                string target = Path.Combine(root, Path.GetRelativePath(staging, file));
+                Directory.CreateDirectory(Path.GetDirectoryName(target)!);
+                File.Move(file, target, overwrite: true);
+            }
+            return written;
+        }
+        finally
+        {
+            if (Directory.Exists(staging)) Directory.Delete(staging, recursive: true);
+        }
+    }
+
+    private static List<WrittenComponent> WriteInto(StableDiffusionConfig config, string root, ulong seed, FolderWriteOptions options)
+    {
         Directory.CreateDirectory(root);
         WriteTokenizer(config, Path.Combine(root, "tokenizer"), options.TokenizerSource);
 

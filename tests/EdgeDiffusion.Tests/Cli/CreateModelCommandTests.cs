@@ -26,6 +26,17 @@ public sealed class CreateModelCommandTests : IDisposable
     }
 
     [Fact]
+    public void AFailedWriteLeavesNoFolderBehind()
+    {
+        string target = Path.Combine(_dir, "never");
+        var result = CliRunner.Run("create-model", "--arch", "tiny", "-o", target, "--tokenizer", Path.Combine(_dir, "no-vocab-here"));
+        Assert.Equal(2, result.ExitCode);
+        Assert.Contains("vocab.json", result.Error);
+        Assert.False(Directory.Exists(target));
+        Assert.Empty(Directory.GetDirectories(_dir));
+    }
+
+    [Fact]
     public void UnknownArchitectureIsNamed()
     {
         var result = CliRunner.Run("create-model", "--arch", "sd99", "-o", Path.Combine(_dir, "x"));
