@@ -11,7 +11,7 @@ public sealed record WeightHistogram(float[] Values, long[] Counts)
 /// <param name="Centroids">2^bits centroids, sorted ascending.</param>
 /// <param name="Iterations">Lloyd iterations run.</param>
 /// <param name="Converged">True when an iteration changed no assignment (or the fit was exact).</param>
-/// <param name="SseHistory">Weighted SSE after seeding (entry 0) and after each Lloyd iteration.</param>
+/// <param name="SseHistory">Weighted SSE (nearest-centroid assignment) of the seeds (entry 0) and after each Lloyd iteration (entry t).</param>
 /// <param name="Exact">True when the data had at most 2^bits distinct values, which are then the centroids.</param>
 public sealed record KMeans1DResult(float[] Centroids, int Iterations, bool Converged, IReadOnlyList<double> SseHistory, bool Exact);
 
@@ -79,33 +79,47 @@ public static class KMeans1D
         }
 
         var centroids = Seed(values, counts, k, seed);
-        var sse = new List<double> { WeightedSse(histogram, centroids) };
+        var sse = new List<double>();
         var ends = new int[k];     // cluster j holds unique values [ends[j-1], ends[j])
-        var previous = new int[k];
-        Boundaries(values, centroids, previous);
+        var next = new int[k];
+        var means = new double[k];
+        var occupied = new bool[k];
+        Boundaries(values, centroids, ends);
         bool converged = false;
         int iterations = 0;
-        while (iterations < maxIterations)
+        while (true)
         {
-            iterations++;
-            // Update: each centroid moves to the weighted mean of its run; an empty run keeps its centroid
-            // (which lies between its neighbours' midpoints, so the order is kept).
+            // One pass over the runs: the SSE of the current centroids (each run is its nearest-centroid cluster)
+            // and each run's weighted mean.
+            double total = 0;
             int start = 0;
             for (int j = 0; j < k; j++)
             {
-                int end = previous[j];
-                if (end > start)
+                int end = ends[j];
+                double c = centroids[j], sw = 0, swx = 0, se = 0;
+                for (int i = start; i < end; i++)
                 {
-                    double sw = 0, swx = 0;
-                    for (int i = start; i < end; i++) { sw += counts[i]; swx += (double)counts[i] * values[i]; }
-                    centroids[j] = (float)(swx / sw);
+                    double x = values[i], w = counts[i], d = x - c;
+                    sw += w;
+                    swx += w * x;
+                    se += w * d * d;
                 }
+                total += se;
+                occupied[j] = end > start;
+                means[j] = occupied[j] ? swx / sw : c;
                 start = end;
             }
-            sse.Add(WeightedSse(histogram, centroids));
-            Boundaries(values, centroids, ends);
-            if (ends.AsSpan().SequenceEqual(previous)) { converged = true; break; }
-            (ends, previous) = (previous, ends);
+            sse.Add(total);
+            if (converged || iterations == maxIterations) break;
+
+            // Update: each centroid moves to its run's mean; an empty run keeps its centroid (it lies between its
+            // neighbours' midpoints, so the order is kept).
+            for (int j = 0; j < k; j++)
+                if (occupied[j]) centroids[j] = (float)means[j];
+            iterations++;
+            Boundaries(values, centroids, next);
+            converged = next.AsSpan().SequenceEqual(ends);
+            (ends, next) = (next, ends);
         }
         return new KMeans1DResult(centroids, iterations, converged, sse, false);
     }
@@ -160,7 +174,8 @@ public static class KMeans1D
         // First centre: drawn in proportion to the counts.
         double total = 0;
         for (int i = 0; i < n; i++) total += counts[i];
-        int first = Draw(counts.Select(c => (double)c).ToArray(), total, rng.NextDouble());
+        for (int i = 0; i < n; i++) d2[i] = counts[i];
+        int first = Draw(d2, total, rng.NextDouble());
         chosen[0] = values[first];
         for (int i = 0; i < n; i++) { double d = values[i] - (double)chosen[0]; d2[i] = d * d; }
 
