@@ -149,20 +149,7 @@ public static class LinearQuantizer
     /// Signal-to-noise ratio of a reconstruction in dB: 10·log10(Σw² / Σ(w − ŵ)²);
     /// +∞ when the reconstruction is exact (including all-zero weights).
     /// </summary>
-    public static double SnrDb(ReadOnlySpan<float> original, ReadOnlySpan<float> reconstructed)
-    {
-        if (original.Length != reconstructed.Length)
-            throw new InvalidArgumentException("reconstructed", $"has {reconstructed.Length} values, the original {original.Length}");
-        double signal = 0, noise = 0;
-        for (int i = 0; i < original.Length; i++)
-        {
-            double w = original[i], e = w - reconstructed[i];
-            signal += w * w;
-            noise += e * e;
-        }
-        if (noise == 0) return double.PositiveInfinity;
-        return 10 * Math.Log10(signal / noise);
-    }
+    public static double SnrDb(ReadOnlySpan<float> original, ReadOnlySpan<float> reconstructed) => WeightSnr.Db(original, reconstructed);
 
     /// <summary>Quantizes, dequantizes and measures the SNR of <paramref name="weights"/> in one call.</summary>
     public static double SnrDb(ReadOnlySpan<float> weights, ReadOnlySpan<long> shape, QuantizationSpec spec) =>

@@ -92,17 +92,5 @@ public sealed class Palette
     /// <summary>
     /// 10·log10(Σw² / Σ(w − ŵ)²): +∞ when the two are equal.
     /// </summary>
-    public static double WeightSnrDb(ReadOnlySpan<float> original, ReadOnlySpan<float> reconstructed)
-    {
-        if (original.Length != reconstructed.Length)
-            throw new InvalidArgumentException("reconstructed", $"has {reconstructed.Length} values, original has {original.Length}");
-        double signal = 0, noise = 0;
-        for (int i = 0; i < original.Length; i++)
-        {
-            double w = original[i], e = w - reconstructed[i];
-            signal += w * w;
-            noise += e * e;
-        }
-        return noise == 0 ? double.PositiveInfinity : 10 * Math.Log10(signal / noise);
-    }
+    public static double WeightSnrDb(ReadOnlySpan<float> original, ReadOnlySpan<float> reconstructed) => WeightSnr.Db(original, reconstructed);
 }
