@@ -10,7 +10,8 @@ public sealed record WeightHistogram(float[] Values, long[] Counts)
 /// <summary>Outcome of <see cref="KMeans1D.Fit"/>.</summary>
 /// <param name="Centroids">2^bits centroids, sorted ascending.</param>
 /// <param name="Iterations">Lloyd iterations run.</param>
-/// <param name="Converged">True when an iteration changed no assignment (or the fit was exact).</param>
+/// <param name="Converged">True when an iteration changed no assignment, the SSE improved by less than the relative
+/// tolerance, or the fit was exact.</param>
 /// <param name="SseHistory">Weighted SSE (nearest-centroid assignment) of the seeds (entry 0) and after each Lloyd iteration (entry t).</param>
 /// <param name="Exact">True when the data had at most 2^bits distinct values, which are then the centroids.</param>
 public sealed record KMeans1DResult(float[] Centroids, int Iterations, bool Converged, IReadOnlyList<double> SseHistory, bool Exact);
@@ -51,16 +52,26 @@ public static class KMeans1D
     }
 
     /// <summary>Fits 2^<paramref name="bits"/> centroids (bits 1–8) to <paramref name="weights"/>.</summary>
-    public static KMeans1DResult Fit(ReadOnlySpan<float> weights, int bits, ulong seed = 0, int maxIterations = DefaultMaxIterations)
+    public static KMeans1DResult Fit(ReadOnlySpan<float> weights, int bits, ulong seed = 0, int maxIterations = DefaultMaxIterations,
+        double relativeTolerance = DefaultRelativeTolerance)
     {
         CheckBits(bits);
-        return Fit(BuildHistogram(weights), bits, seed, maxIterations);
+        return Fit(BuildHistogram(weights), bits, seed, maxIterations, relativeTolerance);
     }
 
+    /// <summary>
+    /// Lloyd iterations stop once an iteration lowers the SSE by less than this fraction of it: on millions of distinct
+    /// weights the assignments keep shifting by a few values for hundreds of iterations that no longer change the result.
+    /// 0 runs until no assignment changes (or the iteration limit).
+    /// </summary>
+    public const double DefaultRelativeTolerance = 1e-4;
+
     /// <summary>Fits 2^<paramref name="bits"/> centroids to a histogram made by <see cref="BuildHistogram"/>.</summary>
-    public static KMeans1DResult Fit(WeightHistogram histogram, int bits, ulong seed = 0, int maxIterations = DefaultMaxIterations)
+    public static KMeans1DResult Fit(WeightHistogram histogram, int bits, ulong seed = 0, int maxIterations = DefaultMaxIterations,
+        double relativeTolerance = DefaultRelativeTolerance)
     {
         CheckBits(bits);
+        if (!(relativeTolerance >= 0)) throw new InvalidArgumentException("relativeTolerance", $"must be non-negative, got {relativeTolerance}");
         if (maxIterations < 0) throw new InvalidArgumentException("maxIterations", $"must be non-negative, got {maxIterations}");
         int k = 1 << bits;
         var values = histogram.Values;
@@ -109,6 +120,7 @@ public static class KMeans1D
                 means[j] = occupied[j] ? swx / sw : c;
                 start = end;
             }
+            if (sse.Count > 0 && sse[^1] - total <= relativeTolerance * sse[^1]) converged = true;
             sse.Add(total);
             if (converged || iterations == maxIterations) break;
 
