@@ -40,6 +40,7 @@ public static class GenerateCommand
             var outputs = OutputPaths(result.GetValue(output)!, result.GetValue(count));
             string folder = ModelOption.Resolve(result.GetValue(model));
             var settings = RuntimeOptions.Settings(result.GetValue(threads), result.GetValue(noCache), result.GetValue(cacheDir), result.GetValue(sharedAllocator));
+            var size = StableDiffusionPipeline.ConfiguredSize(folder) ?? (512, 512);
             var request = new GenerationRequest
             {
                 Prompt = result.GetValue(prompt)!,
@@ -48,8 +49,8 @@ public static class GenerateCommand
                 Guidance = result.GetValue(guidance),
                 Scheduler = result.GetValue(scheduler),
                 Seed = result.GetValue(seed),
-                Width = result.GetValue(width) ?? DefaultSize(folder).Width,
-                Height = result.GetValue(height) ?? DefaultSize(folder).Height,
+                Width = result.GetValue(width) ?? size.Width,
+                Height = result.GetValue(height) ?? size.Height,
                 Count = result.GetValue(count),
                 Strength = result.GetValue(strength),
             };
@@ -79,10 +80,6 @@ public static class GenerateCommand
         })));
         return command;
     }
-
-    /// <summary>The model's own size (unet/config.json's sample_size × 8), else 512².</summary>
-    private static (int Width, int Height) DefaultSize(string folder) =>
-        ComponentConfig.SampleSize(Path.Combine(folder, "unet")) is { } s ? (s * 8, s * 8) : (512, 512);
 
     /// <summary>One path per image; checked before any work so a bad path fails fast.</summary>
     internal static string[] OutputPaths(string output, int count)

@@ -58,9 +58,6 @@ public sealed class OnnxUNet : IDenoiser
 
     public int? FixedWidth { get; }
 
-    /// <summary>Calls per <see cref="Predict"/> for the current conditioning (1 with a dynamic batch).</summary>
-    public int CallsPerStep => _chunks.Length;
-
     public void SetConditioning(ReadOnlySpan<float> hiddenStates, int rows, int sequence, int width, int latentHeight, int latentWidth)
     {
         if (FixedHeight is { } h && h != latentHeight || FixedWidth is { } w && w != latentWidth)

@@ -48,6 +48,10 @@ public sealed class StableDiffusionPipeline : IDisposable
     /// <summary>The size the model was made for: unet/config.json's sample_size × 8, the UNet's fixed size, else 512².</summary>
     public (int Width, int Height) DefaultSize { get; private init; } = (512, 512);
 
+    /// <summary>The size a model folder says it was made for (unet/config.json's sample_size × 8), readable before loading.</summary>
+    public static (int Width, int Height)? ConfiguredSize(string folder) =>
+        ComponentConfig.SampleSize(Path.Combine(folder, "unet")) is { } s ? (s * 8, s * 8) : null;
+
     /// <summary>Time spent creating the sessions, per component.</summary>
     public IReadOnlyDictionary<string, TimeSpan> LoadTimes { get; private init; } = new Dictionary<string, TimeSpan>();
 
@@ -113,8 +117,8 @@ public sealed class StableDiffusionPipeline : IDisposable
             }
             if (!lowMemory) Load("vae_decoder", vae);
             var encoder = encoderPath is null ? null : new ComponentSlot<IImageEncoder>(() => new OnnxVaeEncoder(encoderPath, settings), keepLoaded: !lowMemory);
-            int? sampleSize = ComponentConfig.SampleSize(Path.GetDirectoryName(unetPath)!);
-            var size = sampleSize is { } s ? (s * 8, s * 8) : (unet.FixedWidth is { } fw && unet.FixedHeight is { } fh ? (fw * 8, fh * 8) : (512, 512));
+            var size = ConfiguredSize(model.Root)
+                ?? (unet.FixedWidth is { } fw && unet.FixedHeight is { } fh ? (fw * 8, fh * 8) : (512, 512));
             return new StableDiffusionPipeline(tokenizer, text, unet, vae, schedulerConfig, encoder, Path.GetFileName(model.Root)) { LoadTimes = times, DefaultSize = size };
         }
         catch
