@@ -31,15 +31,17 @@ public static class GenerateCommand
         var noCache = new Option<bool>("--no-cache") { Description = "build every session from scratch and cache nothing" };
         var sharedAllocator = new Option<bool>("--shared-allocator") { Description = "all sessions allocate from one shared CPU arena (session.use_env_allocators)" };
         var lowMemory = new Option<bool>("--low-memory") { Description = "keep only the UNet loaded; create the text encoder and VAE for each use (same output, less memory)" };
+        var decompress = RuntimeOptions.DecompressOption();
         var command = new Command("generate", "Generate images from a text prompt with a Stable Diffusion-style ONNX model folder.")
         {
-            prompt, model, negative, steps, guidance, scheduler, seed, width, height, count, init, strength, output, threads, quiet, cacheDir, noCache, lowMemory, sharedAllocator,
+            prompt, model, negative, steps, guidance, scheduler, seed, width, height, count, init, strength, output, threads, quiet, cacheDir, noCache, lowMemory, sharedAllocator, decompress,
         };
         command.SetAction((result, cancellation) => Task.FromResult(VerbRunner.Run(() =>
         {
             var outputs = OutputPaths(result.GetValue(output)!, result.GetValue(count));
             string folder = ModelOption.Resolve(result.GetValue(model));
-            var settings = RuntimeOptions.Settings(result.GetValue(threads), result.GetValue(noCache), result.GetValue(cacheDir), result.GetValue(sharedAllocator));
+            var settings = RuntimeOptions.Settings(result.GetValue(threads), result.GetValue(noCache), result.GetValue(cacheDir), result.GetValue(sharedAllocator),
+                result.GetValue(decompress));
             var size = StableDiffusionPipeline.ConfiguredSize(folder) ?? (512, 512);
             var request = new GenerationRequest
             {

@@ -1,3 +1,4 @@
+using System.CommandLine;
 using EdgeDiffusion.Runtime;
 
 namespace EdgeDiffusion.Cli;
@@ -5,11 +6,20 @@ namespace EdgeDiffusion.Cli;
 /// <summary>Session settings from the options every model-running verb shares.</summary>
 public static class RuntimeOptions
 {
-    public static SessionSettings Settings(int threads, bool noCache, string? cacheDir, bool sharedAllocator = false) => SessionSettings.Default with
+    public static SessionSettings Settings(int threads, bool noCache, string? cacheDir, bool sharedAllocator = false,
+        DecompressionMode decompression = DecompressionMode.Jit) => SessionSettings.Default with
     {
         IntraOpThreads = threads,
+        Decompression = decompression,
         SharedAllocator = sharedAllocator,
         Cache = noCache ? null : new SessionCache(cacheDir ?? SessionCache.DefaultDirectory, message => Console.Error.WriteLine($"warning: {message}")),
+    };
+
+    /// <summary>--decompress: when compressed weights become float32.</summary>
+    public static Option<DecompressionMode> DecompressOption() => new("--decompress")
+    {
+        Description = "compressed models only: jit keeps weights compressed in memory and expands each layer when it runs; load expands them once at start (float32 memory and speed)",
+        DefaultValueFactory = _ => DecompressionMode.Jit,
     };
 
     /// <summary>One line saying which sessions came from the cache.</summary>

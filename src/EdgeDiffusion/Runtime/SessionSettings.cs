@@ -38,15 +38,68 @@ public sealed record SessionSettings
 
     /// <summary>Where optimized graphs and prepacked weights are kept between runs; null builds every session from scratch.</summary>
     public SessionCache? Cache { get; init; }
+
+    /// <summary>How compressed weights are expanded (only matters for models that hold compressed weights).</summary>
+    public DecompressionMode Decompression { get; init; } = DecompressionMode.Jit;
+
+    /// <summary>
+    /// The ONNX Runtime config entries that make <paramref name="mode"/> happen. jit: constant folding off, so
+    /// look-up-table and scatter subgraphs on initializers are not expanded to float32 at load (DequantizeLinear is never
+    /// folded by default, and DequantizeLinear → MatMul becomes the fused MatMulNBits). load: QDQ handling off, so every
+    /// decompression subgraph, DequantizeLinear included, is folded into float32 initializers once, at session creation.
+    /// </summary>
+    public static IReadOnlyDictionary<string, string> DecompressionEntries(DecompressionMode mode) => mode switch
+    {
+        DecompressionMode.Jit => new Dictionary<string, string> { ["optimization.disable_specified_optimizers"] = "ConstantFolding" },
+        _ => new Dictionary<string, string> { ["session.disable_quant_qdq"] = "1" },
+    };
+}
+
+/// <summary>When compressed weights become float32.</summary>
+public enum DecompressionMode
+{
+    /// <summary>Weights stay compressed in memory; each layer's weight is decompressed when it runs, on every run.</summary>
+    Jit,
+
+    /// <summary>Weights are decompressed once, when the session is created: float32 memory and speed, compressed disk size.</summary>
+    Load,
 }
 
 /// <summary>Creates ONNX Runtime sessions from model files, with ONNX Runtime's failures turned into typed errors naming the file.</summary>
 public static class SessionFactory
 {
-    public static InferenceSession Create(string modelPath, SessionSettings? settings = null) =>
-        (settings ?? SessionSettings.Default).Cache is { } cache && File.Exists(modelPath)
-            ? cache.Create(modelPath, settings!, out _)
-            : Create(modelPath, settings ?? SessionSettings.Default, optimizedModelPath: null);
+    public static InferenceSession Create(string modelPath, SessionSettings? settings = null)
+    {
+        settings = WithDecompression(modelPath, settings ?? SessionSettings.Default);
+        return settings.Cache is { } cache && File.Exists(modelPath)
+            ? cache.Create(modelPath, settings, out _)
+            : Create(modelPath, settings, optimizedModelPath: null);
+    }
+
+    /// <summary>
+    /// Adds the decompression mode's config entries when the model holds compressed weights (so they are part of the
+    /// cache key too); uncompressed models keep ONNX Runtime's full optimizer. Explicit config entries win.
+    /// </summary>
+    public static SessionSettings WithDecompression(string modelPath, SessionSettings settings)
+    {
+        if (!File.Exists(modelPath) || !IsCompressed(modelPath)) return settings;
+        var entries = new Dictionary<string, string>(SessionSettings.DecompressionEntries(settings.Decompression));
+        foreach (var (k, v) in settings.ConfigEntries) entries[k] = v;
+        return settings with { ConfigEntries = entries };
+    }
+
+    private static bool IsCompressed(string modelPath)
+    {
+        try
+        {
+            using var model = Onnx.OnnxModel.Load(modelPath);
+            return Onnx.ModelInspector.DetectCompression(model.Graph, modelPath).Compressed;
+        }
+        catch (Onnx.OnnxFormatException)
+        {
+            return false; // ONNX Runtime reports the problem with its own words when it loads the file
+        }
+    }
 
     /// <summary>Builds a session without the cache; with <paramref name="optimizedModelPath"/>, ONNX Runtime also saves its optimized graph there.</summary>
     internal static InferenceSession Create(string modelPath, SessionSettings settings, string? optimizedModelPath)

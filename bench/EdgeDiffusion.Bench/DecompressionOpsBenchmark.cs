@@ -1,0 +1,138 @@
+using System.Diagnostics;
+using EdgeDiffusion.Onnx;
+using EdgeDiffusion.Onnx.Protobuf;
+using DT = EdgeDiffusion.Onnx.Protobuf.TensorProto.Types.DataType;
+using Microsoft.ML.OnnxRuntime;
+
+namespace EdgeDiffusion.Bench;
+
+/// <summary>
+/// One layer (a UNet-sized Conv or MatMul) with its weight stored in different forms, timed per call in ONNX Runtime:
+/// how much just-in-time decompression costs per form, to choose the forms the compressor emits.
+/// </summary>
+public static class DecompressionOpsBenchmark
+{
+    private sealed record Layer(string Name, bool IsConv, long[] Input, long[] Weight);
+
+    private static readonly Layer[] Layers =
+    [
+        new("conv 1280→1280 3×3 @ 2×16×16", true, [2, 1280, 16, 16], [1280, 1280, 3, 3]),
+        new("conv 320→320 3×3 @ 2×64×64", true, [2, 320, 64, 64], [320, 320, 3, 3]),
+        new("matmul [2·4096, 320]×[320, 320]", false, [2 * 4096, 320], [320, 320]),
+        new("matmul [2·256, 1280]×[1280, 5120]", false, [2 * 256, 1280], [1280, 5120]),
+    ];
+
+    public static void Run(int runs, int threads, string? only)
+    {
+        Console.WriteLine($"{"layer",-36} {"form",-34} {"load ms",8} {"median ms",10} {"min ms",8}  ×fp32");
+        foreach (var layer in Layers)
+        {
+            if (only is not null && !layer.Name.Contains(only, StringComparison.Ordinal)) continue;
+            double baseline = 0;
+            foreach (var (form, build, config) in Forms(layer))
+            {
+                var model = BuildModel(layer, build);
+                var (load, median, min) = Time(model, layer, runs, threads, config);
+                if (baseline == 0) baseline = median;
+                Console.WriteLine($"{layer.Name,-36} {form,-34} {load,8:0} {median,10:0.0} {min,8:0.0}  {median / baseline:0.00}");
+            }
+        }
+    }
+
+    private static IEnumerable<(string Form, Func<GraphBuilder, Layer, string> Weight, Dictionary<string, string> Config)> Forms(Layer layer)
+    {
+        var noFold = new Dictionary<string, string> { ["optimization.disable_specified_optimizers"] = "ConstantFolding" };
+        var none = new Dictionary<string, string>();
+        yield return ("fp32 initializer", (g, l) => g.Random("w", l.Weight, 0.02f, 1), none);
+        yield return ("DQ int8 per-channel", (g, l) => DequantizeInt8(g, l), none);
+        if (!layer.IsConv)
+        {
+            yield return ("DQ int4 block 32 (MatMulNBits)", (g, l) => DequantizeInt4Blocked(g, l), none);
+            yield return ("DQ int4 block 32, accuracy 4", (g, l) => DequantizeInt4Blocked(g, l),
+                new Dictionary<string, string> { ["session.qdq_matmulnbits_accuracy_level"] = "4" });
+        }
+        yield return ("Cast(uint8)·scale, no folding", (g, l) => CastScale(g, l), noFold);
+        yield return ("Gather(LUT64, Cast(uint8)), no fold", (g, l) => Lut(g, l, DT.Int32), noFold);
+        yield return ("Gather(LUT64, Cast(uint8)), folded", (g, l) => Lut(g, l, DT.Int32), none);
+    }
+
+    private static ModelProto BuildModel(Layer layer, Func<GraphBuilder, Layer, string> weight)
+    {
+        var g = new GraphBuilder(21);
+        string x = g.Input("x", DT.Float, layer.Input.Select(d => (Dim)d).ToArray());
+        string w = weight(g, layer);
+        string y = layer.IsConv ? g.Conv(x, w, pads: [1, 1, 1, 1]) : g.MatMul(x, w);
+        g.Output(y, DT.Float);
+        return g.Build();
+    }
+
+    private static int OutAxis(Layer l) => l.IsConv ? 0 : 1;
+    private static long Count(Layer l) => l.Weight.Aggregate(1L, (a, d) => a * d);
+
+    private static byte[] RandomBytes(long count, int seed)
+    {
+        var bytes = new byte[count];
+        new Random(seed).NextBytes(bytes);
+        return bytes;
+    }
+
+    private static float[] Scales(long count) => Enumerable.Range(0, (int)count).Select(i => 1e-3f * (1 + i % 7)).ToArray();
+
+    private static string DequantizeInt8(GraphBuilder g, Layer l)
+    {
+        string q = g.InitializerRaw("w_q", DT.Int8, l.Weight, RandomBytes(Count(l), 2));
+        long channels = l.Weight[OutAxis(l)];
+        string s = g.Initializer<float>("w_s", [channels], Scales(channels));
+        return g.Node("DequantizeLinear", [q, s], attributes: [Attr.Int("axis", OutAxis(l))])[0];
+    }
+
+    private static string DequantizeInt4Blocked(GraphBuilder g, Layer l)
+    {
+        var values = RandomBytes(Count(l), 3).Select(b => (b % 16) - 8).ToArray();
+        string q = g.InitializerInt4("w_q", l.Weight, values);
+        long[] scaleShape = [l.Weight[0] / 32, l.Weight[1]];
+        string s = g.Initializer<float>("w_s", scaleShape, Scales(scaleShape[0] * scaleShape[1]));
+        return g.Node("DequantizeLinear", [q, s], attributes: [Attr.Int("axis", 0), Attr.Int("block_size", 32)])[0];
+    }
+
+    private static string CastScale(GraphBuilder g, Layer l)
+    {
+        string q = g.InitializerRaw("w_q", DT.Uint8, l.Weight, RandomBytes(Count(l), 4));
+        long channels = l.Weight[OutAxis(l)];
+        long[] scaleShape = l.IsConv ? [channels, 1, 1, 1] : [1, channels];
+        string s = g.Initializer<float>("w_s", scaleShape, Scales(channels));
+        return g.Mul(g.Cast(q, DT.Float), s);
+    }
+
+    private static string Lut(GraphBuilder g, Layer l, DT indexType)
+    {
+        string q = g.InitializerRaw("w_idx", DT.Uint8, l.Weight, RandomBytes(Count(l), 5).Select(b => (byte)(b & 63)).ToArray());
+        string lut = g.Initializer<float>("w_lut", [64], Enumerable.Range(0, 64).Select(i => (i - 32) * 1e-3f).ToArray());
+        return g.Node("Gather", [lut, g.Cast(q, indexType)], attributes: [Attr.Int("axis", 0)])[0];
+    }
+
+    private static (double LoadMs, double MedianMs, double MinMs) Time(ModelProto model, Layer layer, int runs, int threads, Dictionary<string, string> config)
+    {
+        var bytes = OnnxModel.FromProto(model).ToBytes();
+        using var options = new SessionOptions { IntraOpNumThreads = threads, EnableMemoryPattern = false, LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR };
+        foreach (var (k, v) in config) options.AddSessionConfigEntry(k, v);
+        var load = Stopwatch.StartNew();
+        using var session = new InferenceSession(bytes, options);
+        load.Stop();
+        var input = new float[layer.Input.Aggregate(1L, (a, d) => a * d)];
+        var rng = new Random(7);
+        for (int i = 0; i < input.Length; i++) input[i] = (float)rng.NextDouble() - 0.5f;
+        using var x = OrtValue.CreateTensorValueFromMemory(input, layer.Input);
+        using var runOptions = new RunOptions();
+        var times = new List<double>();
+        for (int r = 0; r < runs + 1; r++)
+        {
+            var watch = Stopwatch.StartNew();
+            using var outputs = session.Run(runOptions, ["x"], [x], session.OutputNames);
+            watch.Stop();
+            if (r > 0) times.Add(watch.Elapsed.TotalMilliseconds);
+        }
+        times.Sort();
+        return (load.Elapsed.TotalMilliseconds, times[times.Count / 2], times[0]);
+    }
+}
