@@ -36,7 +36,9 @@ public static class Program
                     int.Parse(Option("--runs", "4"), CultureInfo.InvariantCulture), int.Parse(Option("--latent", "64"), CultureInfo.InvariantCulture),
                     int.Parse(Option("--batch", "2"), CultureInfo.InvariantCulture), args.Contains("--fixed"), args.Contains("--fresh-inputs"),
                     !args.Contains("--no-arena"),
-                    args.Contains("--memory-pattern") ? true : args.Contains("--no-memory-pattern") ? false : null);
+                    args.Contains("--memory-pattern") ? true : args.Contains("--no-memory-pattern") ? false : null,
+                    args.Contains("--model-dir") ? Option("--model-dir", "") : null,
+                    Enum.Parse<Runtime.DecompressionMode>(Option("--decompress", "jit"), ignoreCase: true));
                 return 0;
             case "shapes":
             {
@@ -60,7 +62,7 @@ public static class Program
             default:
                 Console.Error.WriteLine("usage: EdgeDiffusion.Bench decompress-ops [--runs 5] [--threads 2] [--only TEXT]\n" +
                     "       EdgeDiffusion.Bench EdgeDiffusion.Bench onnx-io [--gb 3.4] [--width 4096] [--dir DIR]\n" +
-                    "       EdgeDiffusion.Bench startup [--arch sd15] [--component unet] [--mode plain|ours|cache-cold|cache-warm] [--runs 4] [--latent 64] [--batch 2] [--fixed] [--fresh-inputs] [--no-arena] [--memory-pattern|--no-memory-pattern]\n" +
+                    "       EdgeDiffusion.Bench startup [--arch sd15] [--component unet] [--mode plain|ours|cache-cold|cache-warm] [--runs 4] [--latent 64] [--batch 2] [--fixed] [--fresh-inputs] [--no-arena] [--memory-pattern|--no-memory-pattern] [--model-dir DIR] [--decompress jit|load]\n" +
                     "       EdgeDiffusion.Bench shapes [--model models/tiny-shapes] [--seeds 2] [--steps 20] [--guidance 7.5] [--save] [--grid FILE]\n" +
                     "       EdgeDiffusion.Bench pipeline [--arch tiny|sd15|sd21|sd-turbo | --model DIR] [--size 64] [--steps 20] [--warmup 2] [--scheduler euler] [--guidance 7.5] [--dir DIR]");
                 return 2;

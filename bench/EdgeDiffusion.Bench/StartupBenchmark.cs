@@ -11,10 +11,11 @@ namespace EdgeDiffusion.Bench;
 /// </summary>
 public static class StartupBenchmark
 {
-    public static void Run(string workDir, string arch, string component, string mode, string cacheDir, int runs, int latent, int batch, bool fixedShapes, bool freshInputs, bool arena = true, bool? memoryPattern = null)
+    public static void Run(string workDir, string arch, string component, string mode, string cacheDir, int runs, int latent, int batch, bool fixedShapes, bool freshInputs, bool arena = true, bool? memoryPattern = null,
+        string? modelDir = null, DecompressionMode decompression = DecompressionMode.Jit)
     {
-        string folder = Path.Combine(workDir, arch);
-        if (!File.Exists(Path.Combine(folder, "unet", "model.onnx")))
+        string folder = modelDir ?? Path.Combine(workDir, arch);
+        if (modelDir is null && !File.Exists(Path.Combine(folder, "unet", "model.onnx")))
             StableDiffusionArchitecture.WriteFolder(StableDiffusionConfig.Preset(arch), folder, 1);
         string model = Path.Combine(folder, component, "model.onnx");
         // plain: ONNX Runtime's own defaults (memory pattern on), as plain C# use gets them; ours: EdgeDiffusion's settings without the cache.
@@ -26,6 +27,7 @@ public static class StartupBenchmark
             Cache = cache,
             CpuMemoryArena = arena,
             MemoryPattern = pattern,
+            Decompression = decompression,
             FreeDimensions = fixedShapes ? Pipelines.UNetShapes.FreeDimensions(model, batch, latent, latent) : new Dictionary<string, long>(),
         };
 
@@ -66,7 +68,7 @@ public static class StartupBenchmark
         foreach (var v in values!) v.Dispose();
         double steady = times.Skip(Math.Min(2, times.Count - 1)).Order().ElementAt((times.Count - Math.Min(2, times.Count - 1)) / 2);
         Console.WriteLine(FormattableString.Invariant(
-            $"{arch} {component} [{mode}{(fixedShapes ? ", fixed shapes" : "")}{(freshInputs ? ", fresh inputs" : "")}{(arena ? "" : ", no arena")}{(pattern ? ", memory pattern" : ", no memory pattern")}, {outcome}]: session {create.Elapsed.TotalSeconds:0.0} s, runs {string.Join(" ", times.Select(x => x.ToString("0.00", System.Globalization.CultureInfo.InvariantCulture)))} s; first/steady {times[0] / steady:0.00}x (steady = median after 2), RSS after session {afterCreate / 1048576.0:0} MiB (+{(afterCreate - before) / 1048576.0:0}), peak {ProcessMemory.PeakRssBytes() / 1048576.0:0} MiB, weights on disk {WeightsOnDisk(model) / 1048576.0:0} MiB"));
+            $"{(modelDir ?? arch)} {component} [{mode}, decompress {decompression.ToString().ToLowerInvariant()}{(fixedShapes ? ", fixed shapes" : "")}{(freshInputs ? ", fresh inputs" : "")}{(arena ? "" : ", no arena")}{(pattern ? ", memory pattern" : ", no memory pattern")}, {outcome}]: session {create.Elapsed.TotalSeconds:0.0} s, runs {string.Join(" ", times.Select(x => x.ToString("0.00", System.Globalization.CultureInfo.InvariantCulture)))} s; first/steady {times[0] / steady:0.00}x (steady = median after 2), RSS after session {afterCreate / 1048576.0:0} MiB (+{(afterCreate - before) / 1048576.0:0}), peak {ProcessMemory.PeakRssBytes() / 1048576.0:0} MiB, weights on disk {WeightsOnDisk(model) / 1048576.0:0} MiB"));
     }
 
     private static long WeightsOnDisk(string model) => Directory.EnumerateFiles(Path.GetDirectoryName(model)!).Where(f => !f.EndsWith(".json", StringComparison.Ordinal)).Sum(f => new FileInfo(f).Length);

@@ -14,7 +14,7 @@ public sealed record ShapesScore(int Images, double Background, double Color, do
 public static class ShapesEvaluation
 {
     public static ShapesScore Run(StableDiffusionPipeline pipeline, HeldOutSet set, IReadOnlyList<ulong> seeds, int steps = 20, double guidance = 7.5,
-        string scheduler = "euler", string? saveDir = null)
+        string scheduler = "euler", string? saveDir = null, Action<RgbaImage>? onImage = null)
     {
         var classifier = new ShapeClassifier(set.Palette);
         int n = 0, bg = 0, fg = 0, shape = 0, pos = 0, posN = 0;
@@ -29,6 +29,7 @@ public static class ShapesEvaluation
                 });
                 var image = ImageTensor.ToImage(result.Images[0], 1, 3, result.Height, result.Width, 0);
                 if (saveDir is not null) PngWriter.Write(Path.Combine(saveDir, $"{n:000}.png"), image);
+                onImage?.Invoke(image);
                 var reading = classifier.Read(image.Pixels, image.Width, image.Height);
                 n++;
                 bool okBg = reading.Background == caption.Background, okFg = reading.Color == caption.Color, okShape = reading.Shape == caption.Shape;

@@ -1,0 +1,96 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace EdgeDiffusion.Compression;
+
+/// <summary>What to do to each named weight of one component (a model file).</summary>
+public sealed record ComponentRecipe
+{
+    /// <summary>Initializer name → spec. Weights not listed stay as they are.</summary>
+    public Dictionary<string, CompressionSpec> Tensors { get; init; } = new(StringComparer.Ordinal);
+
+    /// <summary>Parameter-weighted average bits over the listed tensors (informative).</summary>
+    public double AverageBits { get; init; }
+
+    /// <summary>The planner's predicted output PSNR of the component in dB (informative).</summary>
+    public double? PredictedPsnrDb { get; init; }
+}
+
+/// <summary>
+/// A saved per-tensor compression plan, as the mixed-bit planner writes it and <c>edgediff compress --recipe</c>
+/// re-applies it: component name (the folder of a diffusers model, e.g. "unet", or "model" for a single file) →
+/// tensor name → spec.
+/// </summary>
+public sealed record CompressionRecipe
+{
+    public const int CurrentVersion = 1;
+    public const string SingleModelComponent = "model";
+
+    public int Version { get; init; } = CurrentVersion;
+
+    /// <summary>How the recipe was made (the command line or planner target), for people reading it.</summary>
+    public string Description { get; init; } = "";
+
+    public Dictionary<string, ComponentRecipe> Components { get; init; } = new(StringComparer.Ordinal);
+
+    private static readonly JsonSerializerOptions Json = new()
+    {
+        WriteIndented = true,
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.SnakeCaseLower) },
+    };
+
+    public string ToJson() => JsonSerializer.Serialize(this, Json);
+
+    /// <summary>Writes the recipe to a temporary file beside <paramref name="path"/> and renames it.</summary>
+    public void Save(string path)
+    {
+        string full = Path.GetFullPath(path);
+        string temporary = full + ".tmp-" + Environment.ProcessId;
+        File.WriteAllText(temporary, ToJson());
+        File.Move(temporary, full, overwrite: true);
+    }
+
+    /// <summary>Reads and validates a recipe; any problem is an <see cref="InvalidArgumentException"/> naming the file.</summary>
+    public static CompressionRecipe Load(string path)
+    {
+        if (!File.Exists(path)) throw new InvalidArgumentException("--recipe", $"{path} does not exist; write one with `edgediff compress --mixed-bit … --save-recipe FILE`");
+        CompressionRecipe? recipe;
+        try
+        {
+            recipe = JsonSerializer.Deserialize<CompressionRecipe>(File.ReadAllText(path), Json);
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidArgumentException("--recipe", $"{path} is not a valid recipe ({e.Message}); regenerate it with --mixed-bit --save-recipe");
+        }
+        if (recipe is null || recipe.Components is null || recipe.Components.Count == 0)
+            throw new InvalidArgumentException("--recipe", $"{path} lists no components; regenerate it with --mixed-bit --save-recipe");
+        if (recipe.Version != CurrentVersion)
+            throw new InvalidArgumentException("--recipe", $"{path} has version {recipe.Version}; this edgediff reads version {CurrentVersion}");
+        foreach (var (component, part) in recipe.Components)
+            foreach (var (tensor, spec) in part.Tensors ?? [])
+            {
+                if (spec is null) throw new InvalidArgumentException("--recipe", $"{path}: {component}/{tensor} has no spec");
+                try { spec.Validate(); }
+                catch (InvalidArgumentException e) { throw new InvalidArgumentException("--recipe", $"{path}: {component}/{tensor}: {e.Message}"); }
+            }
+        return recipe;
+    }
+
+    /// <summary>
+    /// The recipe's specs for <paramref name="component"/>; every tensor it names must be among <paramref name="weightNames"/>
+    /// (the model's float initializers), else the recipe was made for another model.
+    /// </summary>
+    public ComponentRecipe For(string component, IReadOnlyCollection<string> weightNames, string recipeFile = "recipe")
+    {
+        if (!Components.TryGetValue(component, out var part))
+            return new ComponentRecipe();
+        var known = weightNames as ISet<string> ?? new HashSet<string>(weightNames, StringComparer.Ordinal);
+        var unknown = part.Tensors.Keys.Where(n => !known.Contains(n)).Take(3).ToList();
+        if (unknown.Count > 0)
+            throw new InvalidArgumentException("--recipe", $"{recipeFile}: {component} has no weight named {string.Join(", ", unknown.Select(n => $"'{n}'"))}; the recipe was made for another model");
+        return part;
+    }
+}
