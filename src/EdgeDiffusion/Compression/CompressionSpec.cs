@@ -1,18 +1,14 @@
-using System.Text.Json.Serialization;
-
 namespace EdgeDiffusion.Compression;
 
 /// <summary>The compression methods <c>edgediff compress</c> offers.</summary>
-[JsonConverter(typeof(JsonStringEnumConverter<CompressionMethod>))]
 public enum CompressionMethod { Linear, Palettize, Prune }
 
 /// <summary>How many look-up tables a palettized weight gets.</summary>
-[JsonConverter(typeof(JsonStringEnumConverter<PaletteGranularity>))]
 public enum PaletteGranularity { PerTensor, PerGroupedChannel }
 
 /// <summary>
 /// What to do to one weight: a method and its options. Serializable (it is the unit of a saved recipe); options that do
-/// not apply to the method are ignored. <see cref="Validate"/> checks ranges and names the offending option.
+/// not apply to the method are ignored. JSON: see <see cref="CompressionRecipe"/> (snake_case names and enum values). <see cref="Validate"/> checks ranges and names the offending option.
 /// </summary>
 public sealed record CompressionSpec
 {
@@ -20,14 +16,12 @@ public sealed record CompressionSpec
 
     // ---- linear
     /// <summary>Linear: the stored integer type.</summary>
-    [JsonConverter(typeof(JsonStringEnumConverter<QuantizedType>))]
     public QuantizedType Dtype { get; init; } = QuantizedType.Int8;
 
     /// <summary>Linear: symmetric (zero point in the middle of the type) or asymmetric.</summary>
     public bool Symmetric { get; init; } = true;
 
     /// <summary>Linear: per-tensor, per-channel (output channels) or per-block (along the reduction axis).</summary>
-    [JsonConverter(typeof(JsonStringEnumConverter<QuantizationGranularity>))]
     public QuantizationGranularity Granularity { get; init; } = QuantizationGranularity.PerChannel;
 
     /// <summary>Linear per-block: elements per block (32, 64 or 128).</summary>
