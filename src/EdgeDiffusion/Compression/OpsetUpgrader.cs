@@ -45,9 +45,9 @@ public static class OpsetUpgrader
         if (from == 0) throw new InvalidArgumentException("model", "imports no ai.onnx opset; it is not a valid ONNX model");
         if (from < MinimumSourceOpset && targetOpset > from)
             throw new InvalidArgumentException("model", $"is at opset {from}; only models at opset {MinimumSourceOpset} or later can be raised (Squeeze, Unsqueeze, Split and ReduceSum changed at 13); re-export it");
-        bool irRaised = RaiseIrVersion(model, targetOpset);
-        if (from >= targetOpset) return irRaised;
+        if (from >= targetOpset) return RaiseIrVersion(model, targetOpset);
 
+        // Everything is checked before anything changes, so a refused model is left as it was.
         var nodes = OnnxGraphs.WithSubgraphs(model.Graph)
             .SelectMany(g => g.Node.Select(n => (Graph: g, Node: n)))
             .Where(x => IsDefaultDomain(x.Node.Domain))
@@ -56,6 +56,7 @@ public static class OpsetUpgrader
         if (problems.Count > 0)
             throw new InvalidArgumentException("model", $"cannot raise opset {from} to {targetOpset}: {string.Join("; ", problems)}");
 
+        RaiseIrVersion(model, targetOpset);
         var editor = new GraphEditor(model.Graph); // for names unused anywhere in the model
         foreach (var (graph, node) in nodes) Convert(graph, node, from, targetOpset, editor);
         foreach (var import in model.OpsetImport.Where(IsDefaultDomain)) import.Version = targetOpset;
