@@ -90,7 +90,17 @@ public static class ModelCompressor
 
         var results = new EncodedResult[plan.Count];
         int done = 0;
-        Parallel.For(0, plan.Count,
+        try
+        {
+            EncodeAll();
+        }
+        catch (AggregateException e) when (e.InnerExceptions.Count == 1)
+        {
+            // Callers see the encoder's own error (an InvalidArgumentException naming the weight, say), not the wrapper.
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(e.InnerExceptions[0]).Throw();
+        }
+
+        void EncodeAll() => Parallel.For(0, plan.Count,
             new ParallelOptions { MaxDegreeOfParallelism = options.MaxDegreeOfParallelism, CancellationToken = cancellationToken },
             i =>
             {
@@ -99,7 +109,8 @@ public static class ModelCompressor
                 if (p.Transposed) original = Transpose2D(original, (int)p.Use.Shape[1], (int)p.Use.Shape[0]);
                 var encoded = p.Encoder.Encode(p.Use, original, LocalNames());
                 double snr = WeightSnr.Db(original, encoded.Reconstructed);
-                results[i] = new EncodedResult(encoded, snr);
+                // Only the graph parts are kept: holding every reconstruction would hold a float copy of the whole model.
+                results[i] = new EncodedResult(WithoutReconstruction(encoded), snr);
                 progress?.Report(new CompressionProgress(component, Interlocked.Increment(ref done), plan.Count, p.Use.Name));
             });
 
@@ -131,6 +142,18 @@ public static class ModelCompressor
     private sealed record PlannedWeight(WeightUse Use, IWeightEncoder Encoder, string Op, bool Transposed);
 
     private readonly record struct EncodedResult(EncodedWeight Weight, double SnrDb);
+
+    private static EncodedWeight WithoutReconstruction(EncodedWeight w) => new()
+    {
+        OutputName = w.OutputName,
+        Initializers = w.Initializers,
+        Nodes = w.Nodes,
+        Reconstructed = [],
+        Method = w.Method,
+        Bits = w.Bits,
+        Detail = w.Detail,
+        MinimumOpset = w.MinimumOpset,
+    };
 
     private static long InitializerBytes(GraphProto graph) =>
         OnnxGraphs.AllInitializers(graph).Select(t => TensorData.RawByteCount(t)).Where(n => n > 0).Sum();

@@ -32,6 +32,29 @@ internal static class CompressionOrt
         }
     }
 
+    /// <summary>The op types of the nodes ONNX Runtime's profiler saw run (the "Node" events of one profiled run).</summary>
+    public static HashSet<string> ProfiledOpTypes(ModelProto model, Feed[] feeds)
+    {
+        string prefix = Path.Combine(Path.GetTempPath(), $"edgediff-profile-{Guid.NewGuid():N}");
+        using var options = new SessionOptions { IntraOpNumThreads = 1, EnableProfiling = true, ProfileOutputPathPrefix = prefix };
+        options.AddSessionConfigEntry(OrtRunner.MatMulNBitsAccuracyKey, "1");
+        using var session = new InferenceSession(model.ToByteArray(), options);
+        OrtRunner.Run(session, feeds);
+        string profile = session.EndProfiling();
+        try
+        {
+            using var json = System.Text.Json.JsonDocument.Parse(File.ReadAllText(profile));
+            return [.. json.RootElement.EnumerateArray()
+                .Where(e => e.TryGetProperty("cat", out var cat) && cat.GetString() == "Node")
+                .Select(e => e.TryGetProperty("args", out var args) && args.TryGetProperty("op_name", out var op) ? op.GetString() : null)
+                .OfType<string>()];
+        }
+        finally
+        {
+            File.Delete(profile);
+        }
+    }
+
     /// <summary>
     /// One deterministic feed per model input: floats in [-1, 1), integers in [0, 50); symbolic dimensions from
     /// <paramref name="dims"/> by name (1 when not given).

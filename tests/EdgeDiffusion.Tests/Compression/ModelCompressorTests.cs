@@ -63,6 +63,8 @@ public class ModelCompressorTests(ITestOutputHelper output)
         var optimized = CompressionOrt.OptimizedOpTypes(compressed.Model.Proto);
         int matmulWeights = report.Tensors.Count(t => t.Op is "MatMul" or "Gemm→MatMul");
         Assert.Equal(matmulWeights, optimized.Count(op => op == "MatMulNBits"));
+        // And the profiler shows the fused kernel running.
+        Assert.Contains("MatMulNBits", CompressionOrt.ProfiledOpTypes(compressed.Model.Proto, feeds));
     }
 
     [Fact]
