@@ -192,6 +192,34 @@ public class ModelCompressorTests(ITestOutputHelper output)
         OrtRunner.AssertClose(fp32, OrtRunner.Run(compressed.Model.Proto, x)["y"].Values, atol: 0.05, rtol: 0.01);
     }
 
+    [Fact]
+    public void GemmWithoutBiasBecomesOneMatMulAndARecipeMaySkipWeights()
+    {
+        var b = new GraphBuilder();
+        b.Input("x", DT.Float, [3, 64]);
+        b.Initializer<float>("w", [32, 64], OrtRunner.RandomFloats(32 * 64, 4));
+        b.Initializer<float>("kept", [32, 64], OrtRunner.RandomFloats(32 * 64, 8));
+        b.Output(b.Gemm("x", "w", transB: true, output: "y"), DT.Float);
+        b.Output(b.Gemm("x", "kept", transB: true, output: "z"), DT.Float);
+        var model = b.Build();
+        using var source = OnnxModel.FromProto(model);
+        var encoder = WeightEncoders.Create(Int8PerChannel);
+        using var compressed = ModelCompressor.Compress(source, use => use.Name == "kept" ? null : encoder);
+
+        var graph = compressed.Model.Graph;
+        var matmul = Assert.Single(graph.Node, n => n.OpType == "MatMul");
+        Assert.Equal(["x", "w"], matmul.Input);
+        Assert.Equal("y", matmul.Output[0]);
+        Assert.DoesNotContain(graph.Node, n => n.OpType == "Add");
+        Assert.Contains(graph.Initializer, t => t.Name == "kept");
+        Assert.Equal("kept", Assert.Single(compressed.Report.Skipped).Name);
+        var x = new Feed("x", [3, 64], OrtRunner.RandomFloats(3 * 64, 5));
+        var fp32 = OrtRunner.Run(model, x);
+        var actual = OrtRunner.Run(compressed.Model.Proto, x);
+        Assert.Equal(fp32["z"].Values, actual["z"].Values);
+        OrtRunner.AssertClose(fp32["y"].Values, actual["y"].Values, atol: 0.05, rtol: 0.01);
+    }
+
     /// <summary>Reports on the calling thread (Progress&lt;T&gt; posts to the thread pool, so a test could look before it ran).</summary>
     private sealed class SynchronousProgress<T>(Action<T> report) : IProgress<T>
     {
