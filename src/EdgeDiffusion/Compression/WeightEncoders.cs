@@ -1,0 +1,19 @@
+namespace EdgeDiffusion.Compression;
+
+/// <summary>The encoder for each <see cref="CompressionMethod"/>.</summary>
+public static class WeightEncoders
+{
+    /// <summary>The encoder that applies <paramref name="spec"/> (validated first).</summary>
+    public static IWeightEncoder Create(CompressionSpec spec)
+    {
+        ArgumentNullException.ThrowIfNull(spec);
+        spec.Validate();
+        return spec.Method switch
+        {
+            CompressionMethod.Linear => new LinearWeightEncoder(spec),
+            CompressionMethod.Palettize => throw new InvalidArgumentException("--method", "palettize is not available yet"),
+            CompressionMethod.Prune => throw new InvalidArgumentException("--method", "prune is not available yet"),
+            _ => throw new InvalidArgumentException("--method", $"{spec.Method} is not a method; use linear, palettize or prune"),
+        };
+    }
+}
