@@ -55,12 +55,20 @@ public static class Program
                 if (args.Contains("--grid")) Shapes.ShapesGrid.Write(pipeline, Option("--grid", "grid.png"));
                 return 0;
             }
+            case "compression-quality":
+                CompressionQualityBenchmark.Run(Option("--model", Path.Combine("models", "tiny-shapes")), Option("--dir", Path.Combine(".bench", "compressed")),
+                    int.Parse(Option("--seeds", "2"), CultureInfo.InvariantCulture), int.Parse(Option("--steps", "20"), CultureInfo.InvariantCulture),
+                    double.Parse(Option("--guidance", "7.5"), CultureInfo.InvariantCulture), args.Contains("--only") ? Option("--only", "") : null,
+                    args.Contains("--recipe") ? Option("--recipe", "") : null,
+                    Enum.Parse<Runtime.DecompressionMode>(Option("--decompress", "load"), ignoreCase: true));
+                return 0;
             case "decompress-ops":
                 DecompressionOpsBenchmark.Run(int.Parse(Option("--runs", "5"), CultureInfo.InvariantCulture),
                     int.Parse(Option("--threads", "2"), CultureInfo.InvariantCulture), args.Contains("--only") ? Option("--only", "") : null);
                 return 0;
             default:
-                Console.Error.WriteLine("usage: EdgeDiffusion.Bench decompress-ops [--runs 5] [--threads 2] [--only TEXT]\n" +
+                Console.Error.WriteLine("usage: EdgeDiffusion.Bench compression-quality [--model models/tiny-shapes] [--seeds 2] [--only TEXT] [--recipe FILE] [--decompress load|jit]\n" +
+                    "       EdgeDiffusion.Bench decompress-ops [--runs 5] [--threads 2] [--only TEXT]\n" +
                     "       EdgeDiffusion.Bench EdgeDiffusion.Bench onnx-io [--gb 3.4] [--width 4096] [--dir DIR]\n" +
                     "       EdgeDiffusion.Bench startup [--arch sd15] [--component unet] [--mode plain|ours|cache-cold|cache-warm] [--runs 4] [--latent 64] [--batch 2] [--fixed] [--fresh-inputs] [--no-arena] [--memory-pattern|--no-memory-pattern] [--model-dir DIR] [--decompress jit|load]\n" +
                     "       EdgeDiffusion.Bench shapes [--model models/tiny-shapes] [--seeds 2] [--steps 20] [--guidance 7.5] [--save] [--grid FILE]\n" +

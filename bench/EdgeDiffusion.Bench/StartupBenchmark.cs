@@ -28,6 +28,7 @@ public static class StartupBenchmark
             CpuMemoryArena = arena,
             MemoryPattern = pattern,
             Decompression = decompression,
+            ProfilePrefix = Environment.GetEnvironmentVariable("EDGEDIFF_PROFILE"),
             FreeDimensions = fixedShapes ? Pipelines.UNetShapes.FreeDimensions(model, batch, latent, latent) : new Dictionary<string, long>(),
         };
 

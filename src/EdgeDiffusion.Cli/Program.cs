@@ -14,6 +14,7 @@ public static class Program
         root.Subcommands.Add(TokenizeCommand.Create());
         root.Subcommands.Add(GenerateCommand.Create());
         root.Subcommands.Add(CreateModelCommand.Create());
+        root.Subcommands.Add(CompressCommand.Create());
         return root;
     }
 }

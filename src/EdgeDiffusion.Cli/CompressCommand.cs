@@ -1,0 +1,256 @@
+using System.CommandLine;
+using System.Globalization;
+using EdgeDiffusion.Compression;
+using EdgeDiffusion.Onnx;
+using EdgeDiffusion.Pipelines;
+
+namespace EdgeDiffusion.Cli;
+
+/// <summary>edgediff compress: a model folder or .onnx file in, a compressed copy out, with a per-tensor report.</summary>
+public static class CompressCommand
+{
+    public static Command Create()
+    {
+        var input = new Argument<string>("model") { Description = "a diffusers-style ONNX model folder or a .onnx file (never modified)" };
+        var output = new Option<string>("--output", "-o") { Description = "the folder or .onnx file to write (must not exist unless --overwrite)", Required = true };
+        var method = new Option<string>("--method") { Description = "linear, palettize or prune", DefaultValueFactory = _ => "palettize" };
+        var bits = new Option<int>("--bits") { Description = "palettize: index bits (1, 2, 3, 4, 6, 8)", DefaultValueFactory = _ => 6 };
+        var dtype = new Option<string>("--dtype") { Description = "linear: int8, uint8, int4 or uint4", DefaultValueFactory = _ => "int8" };
+        var asymmetric = new Option<bool>("--asymmetric") { Description = "linear: zero point fitted to the range (default symmetric)" };
+        var granularity = new Option<string?>("--granularity") { Description = "linear: per-tensor | per-channel | per-block; palettize: per-tensor | per-grouped-channel" };
+        var blockSize = new Option<int>("--block-size") { Description = "linear per-block: 32, 64 or 128 (implies --granularity per-block)" };
+        var groupSize = new Option<int>("--group-size") { Description = "palettize per-grouped-channel: output channels per table", DefaultValueFactory = _ => 16 };
+        var channelScale = new Option<bool>("--per-channel-scale") { Description = "palettize: scale each output channel to [-1, 1] before clustering" };
+        var sparsity = new Option<double>("--sparsity") { Description = "prune: fraction of weights set to zero, e.g. 0.5" };
+        var nm = new Option<string?>("--n-m") { Description = "prune: keep N of every M weights, e.g. 2:4" };
+        var then = new Option<string?>("--then") { Description = "prune: store the kept values with palettize or linear (using --bits / --dtype / --block-size)" };
+        var seed = new Option<ulong>("--seed") { Description = "k-means seed", DefaultValueFactory = _ => 0 };
+        var mixedBit = new Option<bool>("--mixed-bit") { Description = "choose bits per weight from measured sensitivity (with --target-bits or --target-psnr)" };
+        var targetBits = new Option<double?>("--target-bits") { Description = "mixed-bit: parameter-weighted average bits, e.g. 4" };
+        var targetPsnr = new Option<double?>("--target-psnr") { Description = "mixed-bit: lowest predicted output PSNR per component, in dB, e.g. 35" };
+        var candidates = new Option<string?>("--candidate-bits") { Description = "mixed-bit widths to choose from (default palettize 8,6,4,2; linear 8,4)" };
+        var samples = new Option<int>("--calibration-samples") { Description = "mixed-bit: fixed seeded inputs per component", DefaultValueFactory = _ => 2 };
+        var recipe = new Option<string?>("--recipe") { Description = "apply a saved per-tensor recipe (from --mixed-bit --save-recipe)" };
+        var saveRecipe = new Option<string?>("--save-recipe") { Description = "mixed-bit: also write the chosen recipe to this JSON file" };
+        var components = new Option<string?>("--components") { Description = "folder: comma-separated components to compress (default: all); the rest are copied" };
+        var minElements = new Option<long>("--min-elements") { Description = "weights with fewer elements stay float", DefaultValueFactory = _ => 2048 };
+        var includeOp = new Option<string[]>("--include-op") { Description = "only weights read by these op types (e.g. Conv MatMul)", AllowMultipleArgumentsPerToken = true };
+        var excludeOp = new Option<string[]>("--exclude-op") { Description = "not weights read by these op types", AllowMultipleArgumentsPerToken = true };
+        var includeName = new Option<string[]>("--include-name") { Description = "only weights whose name matches one of these wildcards (* and ?)", AllowMultipleArgumentsPerToken = true };
+        var excludeName = new Option<string[]>("--exclude-name") { Description = "not weights whose name matches one of these wildcards", AllowMultipleArgumentsPerToken = true };
+        var overwrite = new Option<bool>("--overwrite") { Description = "replace an existing output (once the new one is complete)" };
+        var json = new Option<bool>("--json") { Description = "print the report as JSON" };
+        var quiet = new Option<bool>("--quiet", "-q") { Description = "no progress output" };
+        var command = new Command("compress", "Compress weights (linear int8/int4, 1–8-bit palettization, pruning, joint, mixed-bit) into a standard ONNX copy that decompresses in the graph.")
+        {
+            input, output, method, bits, dtype, asymmetric, granularity, blockSize, groupSize, channelScale, sparsity, nm, then, seed,
+            mixedBit, targetBits, targetPsnr, candidates, samples, recipe, saveRecipe, components, minElements, includeOp, excludeOp,
+            includeName, excludeName, overwrite, json, quiet,
+        };
+        command.SetAction((result, cancellation) => Task.FromResult(VerbRunner.Run(() =>
+        {
+            string source = result.GetValue(input)!;
+            if (!Directory.Exists(source) && !File.Exists(source))
+                throw new InvalidArgumentException("model", $"{source} does not exist; pass a model folder or a .onnx file");
+            var spec = Spec(result.GetValue(method)!, result.GetValue(bits), result.GetValue(dtype)!, result.GetValue(asymmetric),
+                result.GetValue(granularity), result.GetValue(blockSize), result.GetValue(groupSize), result.GetValue(channelScale),
+                result.GetValue(sparsity), result.GetValue(nm), result.GetValue(then), result.GetValue(seed));
+            var selection = new WeightSelection
+            {
+                MinimumElements = result.GetValue(minElements),
+                IncludeOpTypes = result.GetValue(includeOp) ?? [],
+                ExcludeOpTypes = result.GetValue(excludeOp) ?? [],
+                IncludeNames = result.GetValue(includeName) ?? [],
+                ExcludeNames = result.GetValue(excludeName) ?? [],
+            }.Validate();
+            bool isFolder = Directory.Exists(source);
+            var chosen = result.GetValue(components) is { } list ? list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) : null;
+            if (chosen is not null && !isFolder) throw new InvalidArgumentException("--components", "only applies to a model folder");
+            bool quietRun = result.GetValue(quiet);
+            var log = quietRun ? null : new Progress<string>(m => Console.Error.WriteLine(m));
+
+            CompressionRecipe? plan = null;
+            if (result.GetValue(recipe) is { } recipeFile)
+            {
+                if (result.GetValue(mixedBit)) throw new InvalidArgumentException("--recipe", "give either --recipe or --mixed-bit, not both");
+                plan = CompressionRecipe.Load(recipeFile);
+            }
+            else if (result.GetValue(mixedBit))
+            {
+                var widths = CandidateBits(result.GetValue(candidates), spec);
+                plan = MixedBitRecipes.Plan(source, spec, widths, selection, chosen, result.GetValue(samples), result.GetValue(targetBits),
+                    result.GetValue(targetPsnr), CalibrationSize(source), log);
+                if (result.GetValue(saveRecipe) is { } save) plan.Save(save);
+            }
+            else if (result.GetValue(targetBits) is not null || result.GetValue(targetPsnr) is not null)
+                throw new InvalidArgumentException("--target-bits", "targets need --mixed-bit");
+            else if (result.GetValue(saveRecipe) is not null)
+                throw new InvalidArgumentException("--save-recipe", "only --mixed-bit makes a recipe");
+
+            var encoderFor = EncoderChooser(spec, plan, source, selection);
+            var options = new FolderCompressionOptions
+            {
+                Model = new ModelCompressionOptions { Selection = plan is null ? selection : selection with { MinimumElements = 0 } },
+                Components = chosen,
+                Overwrite = result.GetValue(overwrite),
+            };
+            var progress = quietRun ? null : new ConsoleCompressionProgress(Console.Error);
+            var report = ModelFolderCompressor.Compress(source, result.GetValue(output)!, encoderFor, options, progress, cancellation);
+            progress?.Finish();
+            Console.Out.Write(result.GetValue(json) ? report.ToJson() + Environment.NewLine : report.ToTable());
+            return 0;
+        })));
+        return command;
+    }
+
+    /// <summary>The spec the options describe, validated (a bad value names its option).</summary>
+    internal static CompressionSpec Spec(string method, int bits, string dtype, bool asymmetric, string? granularity, int blockSize, int groupSize,
+        bool channelScale, double sparsity, string? nm, string? then, ulong seed)
+    {
+        var kind = ParseMethod(method, "--method");
+        var spec = new CompressionSpec { Method = kind, Seed = seed };
+        spec = kind switch
+        {
+            CompressionMethod.Linear => Linear(spec, dtype, asymmetric, granularity, blockSize),
+            CompressionMethod.Palettize => Palettize(spec, bits, granularity, groupSize, channelScale),
+            _ => spec with { Sparsity = sparsity },
+        };
+        if (kind == CompressionMethod.Prune)
+        {
+            if (nm is not null)
+            {
+                var parts = nm.Split(':');
+                if (parts.Length != 2 || !int.TryParse(parts[0], CultureInfo.InvariantCulture, out int n) || !int.TryParse(parts[1], CultureInfo.InvariantCulture, out int m))
+                    throw new InvalidArgumentException("--n-m", $"'{nm}' is not N:M; write e.g. 2:4");
+                spec = spec with { N = n, M = m, Sparsity = 0 };
+            }
+            if (then is not null)
+            {
+                var inner = ParseMethod(then, "--then");
+                var values = new CompressionSpec { Method = inner, Seed = seed };
+                spec = spec with
+                {
+                    Then = inner == CompressionMethod.Linear
+                        ? Linear(values, dtype, asymmetric, blockSize > 0 ? "per-block" : "per-tensor", blockSize)
+                        : Palettize(values, bits, "per-tensor", groupSize, channelScale: false),
+                };
+            }
+        }
+        else if (then is not null || nm is not null)
+            throw new InvalidArgumentException(then is not null ? "--then" : "--n-m", "only applies to --method prune");
+        return spec.Validate();
+    }
+
+    private static CompressionMethod ParseMethod(string text, string option) => text.ToLowerInvariant() switch
+    {
+        "linear" => CompressionMethod.Linear,
+        "palettize" or "palettization" => CompressionMethod.Palettize,
+        "prune" or "pruning" => CompressionMethod.Prune,
+        _ => throw new InvalidArgumentException(option, $"'{text}' is not a method; use linear, palettize or prune"),
+    };
+
+    private static CompressionSpec Linear(CompressionSpec spec, string dtype, bool asymmetric, string? granularity, int blockSize)
+    {
+        var type = dtype.ToLowerInvariant() switch
+        {
+            "int8" => QuantizedType.Int8, "uint8" => QuantizedType.UInt8, "int4" => QuantizedType.Int4, "uint4" => QuantizedType.UInt4,
+            _ => throw new InvalidArgumentException("--dtype", $"'{dtype}' is not a type; use int8, uint8, int4 or uint4"),
+        };
+        var g = (granularity ?? (blockSize > 0 ? "per-block" : "per-channel")).ToLowerInvariant() switch
+        {
+            "per-tensor" => QuantizationGranularity.PerTensor,
+            "per-channel" => QuantizationGranularity.PerChannel,
+            "per-block" => QuantizationGranularity.PerBlock,
+            _ => throw new InvalidArgumentException("--granularity", $"'{granularity}' does not apply to linear; use per-tensor, per-channel or per-block"),
+        };
+        if (g == QuantizationGranularity.PerBlock && blockSize == 0) blockSize = 32;
+        return spec with { Dtype = type, Symmetric = !asymmetric, Granularity = g, BlockSize = g == QuantizationGranularity.PerBlock ? blockSize : 0 };
+    }
+
+    private static CompressionSpec Palettize(CompressionSpec spec, int bits, string? granularity, int groupSize, bool channelScale) =>
+        spec with
+        {
+            Bits = bits,
+            PaletteGranularity = (granularity ?? "per-tensor").ToLowerInvariant() switch
+            {
+                "per-tensor" => PaletteGranularity.PerTensor,
+                "per-grouped-channel" => PaletteGranularity.PerGroupedChannel,
+                _ => throw new InvalidArgumentException("--granularity", $"'{granularity}' does not apply to palettize; use per-tensor or per-grouped-channel"),
+            },
+            GroupSize = groupSize,
+            PerChannelScale = channelScale,
+        };
+
+    /// <summary>Latent size for calibration inputs: the UNet's configured sample size, at most 32 (sensitivity, not quality).</summary>
+    private static int CalibrationSize(string source) =>
+        Math.Min(32, (Directory.Exists(source) ? ComponentConfig.SampleSize(Path.Combine(source, "unet")) : null) ?? 8);
+
+    private static int[] CandidateBits(string? text, CompressionSpec spec)
+    {
+        if (text is null) return spec.Method == CompressionMethod.Linear ? [8, 4] : [8, 6, 4, 2];
+        var widths = new List<int>();
+        foreach (var part in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+            widths.Add(int.TryParse(part, CultureInfo.InvariantCulture, out int b) ? b : throw new InvalidArgumentException("--candidate-bits", $"'{part}' is not a number; write e.g. 8,6,4"));
+        if (widths.Count < 2) throw new InvalidArgumentException("--candidate-bits", "give at least two widths, e.g. 8,6,4");
+        foreach (int b in widths) MixedBitPlanner.WithBits(spec, b).Validate();
+        return [.. widths.Distinct().OrderDescending()];
+    }
+
+    /// <summary>Per component and weight: the recipe's spec when there is a recipe, else the one spec for every selected weight.</summary>
+    private static Func<string, WeightUse, IWeightEncoder?> EncoderChooser(CompressionSpec spec, CompressionRecipe? plan, string source, WeightSelection selection)
+    {
+        if (plan is null)
+        {
+            var encoder = WeightEncoders.Create(spec);
+            return (_, _) => encoder;
+        }
+        var cache = new Dictionary<CompressionSpec, IWeightEncoder>();
+        var parts = new Dictionary<string, ComponentRecipe>(StringComparer.Ordinal);
+        return (component, use) =>
+        {
+            string key = component.Length == 0 ? CompressionRecipe.SingleModelComponent : component;
+            ComponentRecipe part;
+            lock (parts)
+            {
+                if (!parts.TryGetValue(key, out part!))
+                    parts[key] = part = plan.For(key, WeightNames(source, component), "recipe");
+            }
+            if (!part.Tensors.TryGetValue(use.Name, out var s)) return null;
+            lock (cache)
+            {
+                if (!cache.TryGetValue(s, out var e)) cache[s] = e = WeightEncoders.Create(s);
+                return e;
+            }
+        };
+    }
+
+    private static HashSet<string> WeightNames(string source, string component)
+    {
+        string file = component.Length == 0 ? source : Path.Combine(source, component, ModelFolderCompressor.ModelFileName);
+        using var model = OnnxModel.Load(file);
+        return new HashSet<string>(model.Graph.Initializer.Select(t => t.Name), StringComparer.Ordinal);
+    }
+}
+
+/// <summary>"component: weight i/N" progress on stderr, redrawn in place on a terminal.</summary>
+internal sealed class ConsoleCompressionProgress(TextWriter error) : IProgress<CompressionProgress>
+{
+    private readonly bool _interactive = !Console.IsErrorRedirected;
+    private string _lastComponent = "";
+
+    public void Report(CompressionProgress p)
+    {
+        lock (this)
+        {
+            string line = $"{(p.Component.Length > 0 ? p.Component + ": " : "")}{p.Done}/{p.Total} {p.Weight}";
+            if (_interactive) error.Write("\r" + (line.Length > 100 ? line[..100] : line.PadRight(100)));
+            else if (p.Component != _lastComponent || p.Done == p.Total) error.WriteLine(line);
+            _lastComponent = p.Component;
+        }
+    }
+
+    public void Finish()
+    {
+        if (_interactive) error.WriteLine();
+    }
+}

@@ -1,0 +1,70 @@
+using EdgeDiffusion.Compression;
+using Xunit;
+
+namespace EdgeDiffusion.Tests.Compression;
+
+public class MixedBitPlannerTests
+{
+    private static LayerSensitivity Layer(string name, long parameters, double mse8, double mse6, double mse4) =>
+        new(name, parameters, new Dictionary<int, double> { [8] = mse8, [6] = mse6, [4] = mse4 });
+
+    [Fact]
+    public void TargetBitsNarrowsTheCheapestLayersFirstAndStopsAtTheTarget()
+    {
+        // Equal sizes: a → 6 costs 1e-6, b → 6 costs 1e-5, a → 4 costs 9.9e-5 more: at an average of 6 bits both sit at 6
+        // (noise 1.1e-5), not a at 4 and b at 8 (noise 1e-4), which has the same average.
+        var layers = new[] { Layer("a", 1000, 0, 1e-6, 1e-4), Layer("b", 1000, 0, 1e-5, 1e-3) };
+        var plan = MixedBitPlanner.Allocate(layers, peak: 1, targetBits: 6, targetPsnrDb: null);
+        Assert.Equal(6, plan.BitsByTensor["a"]);
+        Assert.Equal(6, plan.BitsByTensor["b"]);
+        Assert.Equal(6, plan.AverageBits, 9);
+        Assert.Equal(10 * Math.Log10(1 / 1.1e-5), plan.PredictedPsnrDb, 9);
+    }
+
+    [Fact]
+    public void AverageBitsAreWeightedByParameters()
+    {
+        // The big layer costs the same error to narrow as the small one but saves 9× the bits, so it goes first: one step
+        // from 8 to 6 on 900 of 1000 parameters gives 8 − 2·0.9 = 6.2 ≤ 6.5.
+        var layers = new[] { Layer("small", 100, 0, 1e-6, 1e-5), Layer("big", 900, 0, 1e-6, 1e-5) };
+        var plan = MixedBitPlanner.Allocate(layers, peak: 1, targetBits: 6.5, targetPsnrDb: null);
+        Assert.Equal(8, plan.BitsByTensor["small"]);
+        Assert.Equal(6, plan.BitsByTensor["big"]);
+        Assert.Equal(6.2, plan.AverageBits, 9);
+    }
+
+    [Fact]
+    public void TargetPsnrStopsBeforeTheStepThatWouldMissIt()
+    {
+        var layers = new[] { Layer("a", 1000, 0, 1e-6, 1e-4), Layer("b", 1000, 0, 1e-5, 1e-3) };
+        // After a → 6 and b → 6 the prediction is 49.6 dB; the next cheapest step (a → 4) would give 39.6 dB < 45.
+        var plan = MixedBitPlanner.Allocate(layers, peak: 1, targetBits: null, targetPsnrDb: 45);
+        Assert.Equal(6, plan.BitsByTensor["a"]);
+        Assert.Equal(6, plan.BitsByTensor["b"]);
+        Assert.True(plan.PredictedPsnrDb >= 45);
+        // With a low enough target every layer reaches the narrowest width.
+        var all = MixedBitPlanner.Allocate(layers, peak: 1, targetBits: null, targetPsnrDb: 1);
+        Assert.All(all.BitsByTensor.Values, b => Assert.Equal(4, b));
+        Assert.Equal(10 * Math.Log10(1 / 1.1e-3), all.PredictedPsnrDb, 9);
+    }
+
+    [Fact]
+    public void BadTargetsAreRejectedNamingTheOption()
+    {
+        var layers = new[] { Layer("a", 10, 0, 1e-6, 1e-4) };
+        Assert.Contains("--target-bits", Assert.Throws<InvalidArgumentException>(() => MixedBitPlanner.Allocate(layers, 1, 4, 30)).Message);
+        Assert.Contains("--target-bits", Assert.Throws<InvalidArgumentException>(() => MixedBitPlanner.Allocate(layers, 1, 3, null)).Message);
+        Assert.Contains("--target-psnr", Assert.Throws<InvalidArgumentException>(() => MixedBitPlanner.Allocate(layers, 1, null, -5)).Message);
+    }
+
+    [Fact]
+    public void WithBitsMapsWidthsToEachMethod()
+    {
+        var palette = new CompressionSpec { Method = CompressionMethod.Palettize, Bits = 6 };
+        Assert.Equal(3, MixedBitPlanner.WithBits(palette, 3).Bits);
+        var linear = new CompressionSpec { Method = CompressionMethod.Linear, Dtype = QuantizedType.UInt8 };
+        Assert.Equal(QuantizedType.UInt4, MixedBitPlanner.WithBits(linear, 4).Dtype);
+        Assert.Throws<InvalidArgumentException>(() => MixedBitPlanner.WithBits(linear, 6));
+        Assert.Throws<InvalidArgumentException>(() => MixedBitPlanner.WithBits(new CompressionSpec { Method = CompressionMethod.Prune, Sparsity = 0.5 }, 4));
+    }
+}
