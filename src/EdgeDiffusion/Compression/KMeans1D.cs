@@ -30,26 +30,54 @@ public static class KMeans1D
     public static WeightHistogram BuildHistogram(ReadOnlySpan<float> weights)
     {
         if (weights.IsEmpty) throw new InvalidArgumentException("weights", "is empty");
-        var sorted = weights.ToArray();
-        for (int i = 0; i < sorted.Length; i++)
-            if (!float.IsFinite(sorted[i]))
-                throw new InvalidArgumentException("weights", $"value {sorted[i]} at index {i} is not finite");
-        Array.Sort(sorted);
+        for (int i = 0; i < weights.Length; i++)
+            if (!float.IsFinite(weights[i]))
+                throw new InvalidArgumentException("weights", $"value {weights[i]} at index {i} is not finite");
+        var sorted = SortedKeys(weights);
         int unique = 1;
         for (int i = 1; i < sorted.Length; i++)
-            if (sorted[i] != sorted[i - 1]) unique++;
+            if (FromKey(sorted[i]) != FromKey(sorted[i - 1])) unique++;
         var values = new float[unique];
         var counts = new long[unique];
         int u = 0;
-        values[0] = sorted[0];
+        values[0] = FromKey(sorted[0]);
         counts[0] = 1;
         for (int i = 1; i < sorted.Length; i++)
         {
-            if (sorted[i] != sorted[i - 1]) { u++; values[u] = sorted[i]; }
+            float v = FromKey(sorted[i]);
+            if (v != values[u]) { u++; values[u] = v; }
             counts[u]++;
         }
         return new WeightHistogram(values, counts);
     }
+
+    // Finite floats as unsigned keys in the same order (sign bit flipped for positives, all bits for negatives), sorted
+    // by an LSD radix sort in three 11-bit passes: several times faster than a comparison sort on millions of weights,
+    // which made the histogram the bulk of a palette fit.
+    static uint[] SortedKeys(ReadOnlySpan<float> weights)
+    {
+        int n = weights.Length;
+        var keys = new uint[n];
+        for (int i = 0; i < n; i++)
+        {
+            uint b = BitConverter.SingleToUInt32Bits(weights[i]);
+            keys[i] = (b & 0x80000000u) != 0 ? ~b : b | 0x80000000u;
+        }
+        var buffer = new uint[n];
+        var counts = new int[2048];
+        for (int shift = 0; shift < 32; shift += 11)
+        {
+            Array.Clear(counts);
+            foreach (uint k in keys) counts[(k >> shift) & 2047]++;
+            int sum = 0;
+            for (int d = 0; d < counts.Length; d++) { int c = counts[d]; counts[d] = sum; sum += c; }
+            foreach (uint k in keys) buffer[counts[(k >> shift) & 2047]++] = k;
+            (keys, buffer) = (buffer, keys);
+        }
+        return keys;
+    }
+
+    static float FromKey(uint key) => BitConverter.UInt32BitsToSingle((key & 0x80000000u) != 0 ? key & 0x7FFFFFFFu : ~key);
 
     /// <summary>Fits 2^<paramref name="bits"/> centroids (bits 1–8) to <paramref name="weights"/>.</summary>
     public static KMeans1DResult Fit(ReadOnlySpan<float> weights, int bits, ulong seed = 0, int maxIterations = DefaultMaxIterations,

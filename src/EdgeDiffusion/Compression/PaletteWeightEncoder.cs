@@ -114,17 +114,28 @@ public sealed class PaletteWeightEncoder : IWeightEncoder
             Transpose<byte>(indicesCm, channels, (int)use.Shape[0], indices);
         }
         var reconstructed = new float[count];
-        int inner = axis == 0 ? channelSize : 1; // stride of the channel index in the weight's layout
-        Parallel.For(0, (count + Chunk - 1) / Chunk, ci =>
-        {
-            int start = ci * Chunk, end = Math.Min(count, start + Chunk);
-            for (int i = start; i < end; i++)
+        if (!perChannel)
+            Parallel.For(0, (count + Chunk - 1) / Chunk, ci =>
             {
-                int c = i / inner % channels;
-                float v = luts[c / groupSize * k + indices[i]];
-                reconstructed[i] = scales is null ? v : v * scales[c];
-            }
-        });
+                for (int i = ci * Chunk, end = Math.Min(count, i + Chunk); i < end; i++) reconstructed[i] = luts[indices[i]];
+            });
+        else if (axis == 0)
+            Parallel.For(0, channels, c =>
+            {
+                int table = c / groupSize * k;
+                float s = scales?[c] ?? 1f;
+                for (int i = c * channelSize, end = i + channelSize; i < end; i++)
+                    reconstructed[i] = scales is null ? luts[table + indices[i]] : luts[table + indices[i]] * s;
+            });
+        else
+            Parallel.For(0, count / channels, row =>
+            {
+                for (int c = 0, i = row * channels; c < channels; c++, i++)
+                {
+                    float v = luts[c / groupSize * k + indices[i]];
+                    reconstructed[i] = scales is null ? v : v * scales[c];
+                }
+            });
 
         // Graph.
         var e = new NodeEmitter(use.Name, uniqueName);
