@@ -1,7 +1,9 @@
 using EdgeDiffusion.Compression;
 using EdgeDiffusion.Onnx;
 using EdgeDiffusion.Tests.Onnx;
+using Microsoft.ML.OnnxRuntime;
 using Xunit;
+using DT = EdgeDiffusion.Onnx.Protobuf.TensorProto.Types.DataType;
 
 namespace EdgeDiffusion.Tests.Compression;
 
@@ -149,6 +151,43 @@ public class PaletteWeightEncoderTests
         var w = Weights(use, 1);
         var encoder = new PaletteWeightEncoder(Spec(4, true, true));
         Assert.Equal(encoder.Encode(use, w, n => n).Reconstructed, encoder.Encode(use, w, n => n).Reconstructed);
+    }
+
+    [Fact]
+    public void OrtKeepsTheWeightPackedWhenConstantFoldingIsOff()
+    {
+        // ONNX Runtime's constant folding turns the decompression into a dense float initializer at session start (small
+        // on disk, full size in memory); with the ConstantFolding optimizer disabled the packed indices stay packed.
+        long[] shape = [64, 48];
+        var use = new WeightUse("w", shape, [new WeightConsumer("mm", "MatMul", 1)]);
+        var w = EncoderTestModels.Gaussian(64 * 48, 2);
+        var b = new GraphBuilder(17);
+        b.Initializer<float>("w", shape, w);
+        b.Input("x", DT.Float, [2, 64]);
+        b.Output(b.MatMul("x", "w", "y"), DT.Float);
+        var model = b.Build();
+        var editor = new GraphEditor(model.Graph);
+        var enc = new PaletteWeightEncoder(Spec(6, grouped: true, scale: true)).Encode(use, w, editor.UniqueName);
+        editor.ReplaceInitializer("w", enc.Nodes, enc.Initializers);
+        EncoderTestModels.SetOpset(model, enc.MinimumOpset);
+
+        string path = Path.Combine(Path.GetTempPath(), $"edgediff-palette-{Guid.NewGuid():N}.onnx");
+        try
+        {
+            using (var options = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL, OptimizedModelFilePath = path })
+            {
+                options.AddSessionConfigEntry("optimization.disable_specified_optimizers", "ConstantFolding");
+                using var session = new InferenceSession(OnnxModel.FromProto(model).ToBytes(), options);
+            }
+            var optimized = OnnxModel.Load(path).Graph;
+            Assert.DoesNotContain(optimized.Initializer, t => t.DataType == (int)DT.Float && t.Dims.Aggregate(1L, (a, d) => a * d) == w.Length);
+            Assert.Contains(optimized.Initializer, t => t.Name == enc.Initializers[0].Name && t.DataType == (int)DT.Uint8);
+            Assert.Contains(optimized.Node, n => n.OpType == "Gather");
+        }
+        finally
+        {
+            File.Delete(path);
+        }
     }
 
     [Theory]
