@@ -11,8 +11,9 @@ namespace EdgeDiffusion.Compression;
 /// <remarks>
 /// The packed stream is cut into periods of P bytes holding Q values each (n = 1, 2, 4: one byte of 8/n values; n = 3: three
 /// bytes of 8; n = 6: three bytes of 4; n = 8: one byte of one) and stored as a [periods, P] tensor, the count padded with
-/// zero indices to whole periods. Value j of a period starts at bit s = j·n mod 8 of byte j·n div 8; broadcasting a
-/// per-j shift vector over the [periods, ·] rows extracts all of them at once:
+/// zero indices to whole periods. Value j of a period starts at bit s = j·n mod 8 of byte j·n div 8. The graph works on
+/// planes (Transpose to [P, periods], Gather rows to [Q, periods]) so that a per-j shift column [Q, 1] broadcasts along
+/// long rows, extracts every value at once, and one Transpose back gives the stream order:
 /// <list type="bullet">
 /// <item>n = 1, 2, 4: v = (b &lt;&lt; (8 − n − s)) &gt;&gt; (8 − n) — two uint8 BitShifts, the left one dropping the bits above the value (opset 11).</item>
 /// <item>n = 3, 6 (a value may cross into the next byte): lo = Gather(bytes, byte of j), hi = Gather(bytes, next byte),
@@ -20,7 +21,9 @@ namespace EdgeDiffusion.Compression;
 /// (BitwiseAnd/BitwiseOr: opset 18).</item>
 /// <item>n = 8: the bytes are the indices.</item>
 /// </list>
-/// The [periods, Q] result is flattened, sliced to the count when padded, and reshaped to the caller's shape.
+/// The [periods, Q] result is flattened, sliced to the count when padded, and reshaped to the caller's shape. Planar
+/// rather than [periods, Q] broadcasting: ONNX Runtime runs a broadcast as one loop per run of the larger operand, and
+/// runs of 2–8 values made decoding several times slower.
 /// </remarks>
 public static class IndexUnpacking
 {
@@ -68,13 +71,17 @@ public static class IndexUnpacking
         long periods = Periods(count, bits);
         if (bits == 8) return e.Reshape(packed, shape, "idx", output);
 
-        string values; // [periods, Q] uint8
+        // Planar work: rows are the Q value slots (and P byte planes), columns the periods, so every broadcast applies one
+        // shift or mask to a whole row (long contiguous runs) instead of a 4-element one to each of a million periods.
+        string Column(string tag, byte[] v) => e.Initializer(tag, TensorData.Create<byte>("", [v.Length, 1], v));
+        string values; // [Q, periods] uint8
         if (p == 1)
         {
             var up = new byte[q];
             for (int j = 0; j < q; j++) up[j] = (byte)(8 - bits - j * bits);
-            string left = e.Op("BitShift", [packed, e.UInt8s("idx_lshift", up)], "idx_hi_cleared", null, Attr.String("direction", "LEFT"));
-            values = e.Op("BitShift", [left, e.UInt8s("idx_rshift", (byte)(8 - bits))], "idx_values", null, Attr.String("direction", "RIGHT"));
+            string row = e.Reshape(packed, [1, periods], "idx_bytes");
+            string left = e.Op("BitShift", [row, Column("idx_lshift", up)], "idx_hi_cleared", null, Attr.String("direction", "LEFT"));
+            values = e.Op("BitShift", [left, e.UInt8s("idx_rshift", (byte)(8 - bits))], "idx_planes", null, Attr.String("direction", "RIGHT"));
         }
         else
         {
@@ -93,14 +100,16 @@ public static class IndexUnpacking
                 hiShift[j] = crosses ? (byte)(8 - s) : (byte)0;
                 cross[j] = crosses ? (byte)0xFF : (byte)0;
             }
-            string lo = e.Op("Gather", [packed, e.Int64s("idx_lo_byte", loIndex)], "idx_lo", null, Attr.Int("axis", 1));
-            string hi = e.Op("Gather", [packed, e.Int64s("idx_hi_byte", hiIndex)], "idx_hi", null, Attr.Int("axis", 1));
-            string loBits = e.Op("BitShift", [lo, e.UInt8s("idx_lo_shift", shift)], "idx_lo_bits", null, Attr.String("direction", "RIGHT"));
-            string hiBits = e.Op("BitShift", [hi, e.UInt8s("idx_hi_shift", hiShift)], "idx_hi_bits", null, Attr.String("direction", "LEFT"));
-            string hiKept = e.Op("BitwiseAnd", [hiBits, e.UInt8s("idx_cross", cross)], "idx_hi_kept");
+            string planes = e.Op("Transpose", [packed], "idx_byte_planes", null, Attr.Ints("perm", [1, 0]));
+            string lo = e.Op("Gather", [planes, e.Int64s("idx_lo_byte", loIndex)], "idx_lo", null, Attr.Int("axis", 0));
+            string hi = e.Op("Gather", [planes, e.Int64s("idx_hi_byte", hiIndex)], "idx_hi", null, Attr.Int("axis", 0));
+            string loBits = e.Op("BitShift", [lo, Column("idx_lo_shift", shift)], "idx_lo_bits", null, Attr.String("direction", "RIGHT"));
+            string hiBits = e.Op("BitShift", [hi, Column("idx_hi_shift", hiShift)], "idx_hi_bits", null, Attr.String("direction", "LEFT"));
+            string hiKept = e.Op("BitwiseAnd", [hiBits, Column("idx_cross", cross)], "idx_hi_kept");
             string joined = e.Op("BitwiseOr", [loBits, hiKept], "idx_joined");
-            values = e.Op("BitwiseAnd", [joined, e.UInt8s("idx_mask", (byte)((1 << bits) - 1))], "idx_values");
+            values = e.Op("BitwiseAnd", [joined, e.UInt8s("idx_mask", (byte)((1 << bits) - 1))], "idx_planes");
         }
+        values = e.Op("Transpose", [values], "idx_values", null, Attr.Ints("perm", [1, 0])); // [periods, Q]: stream order
         if (periods * q == count) return e.Reshape(values, shape, "idx", output);
         string flat = e.Reshape(values, [periods * q], "idx_flat");
         string sliced = e.Op("Slice", [flat, e.Int64s("idx_start", 0), e.Int64s("idx_end", count), e.Int64s("idx_axes", 0)], "idx_sliced");
