@@ -11,6 +11,7 @@ namespace EdgeDiffusion.Compression;
 /// of byte 0 and bit 0 of byte 1). Because the stream is little-endian, value i can be recovered with standard ONNX
 /// ops: read the 16-bit little-endian word starting at byte (i·n) div 8 (bytes k and k+1, k+1 padded with 0 past the
 /// end), shift right by (i·n) mod 8 and mask with 2^n − 1 — i.e. Gather, Cast, BitShift and BitwiseAnd.
+/// <see cref="IndexUnpacking"/> does it in uint8, a period of whole values at a time.
 /// </remarks>
 public static class BitPacking
 {
