@@ -11,8 +11,8 @@ public static class WeightEncoders
         return spec.Method switch
         {
             CompressionMethod.Linear => new LinearWeightEncoder(spec),
-            CompressionMethod.Palettize => throw new InvalidArgumentException("--method", "palettize is not available yet"),
-            CompressionMethod.Prune => throw new InvalidArgumentException("--method", "prune is not available yet"),
+            CompressionMethod.Palettize => new PaletteWeightEncoder(spec),
+            CompressionMethod.Prune => new PruneWeightEncoder(spec),
             _ => throw new InvalidArgumentException("--method", $"{spec.Method} is not a method; use linear, palettize or prune"),
         };
     }

@@ -68,3 +68,29 @@ public class MixedBitPlannerTests
         Assert.Throws<InvalidArgumentException>(() => MixedBitPlanner.WithBits(new CompressionSpec { Method = CompressionMethod.Prune, Sparsity = 0.5 }, 4));
     }
 }
+
+public class MixedBitPlannerOrtTests
+{
+    [Fact]
+    public void SensitivityOfTheTinyTextEncoderFallsAsBitsRiseAndThePlanMeetsItsTarget()
+    {
+        using var model = EdgeDiffusion.Onnx.OnnxModel.Load(Path.Combine(TestData.RepoRoot, "models", "tiny-shapes", "text_encoder", "model.onnx"));
+        var weights = WeightSelection.Default.Select(model.Graph);
+        Assert.NotEmpty(weights);
+        using var inputs = CalibrationInputs.For(model.Graph, samples: 2, spatialSize: 8);
+        var spec = new CompressionSpec { Method = CompressionMethod.Palettize };
+        var plan = MixedBitPlanner.Plan(model, weights, spec, [8, 4, 2], inputs, targetBits: 4, targetPsnrDb: null);
+        foreach (var layer in plan.Sensitivities)
+        {
+            // Fewer palette entries can only fit the weights worse, and the output error follows on average; allow
+            // a little slack for the rare layer where a coarser table happens to cancel errors.
+            Assert.True(layer.MseByBits[2] >= layer.MseByBits[8], $"{layer.Name}: 2-bit {layer.MseByBits[2]} < 8-bit {layer.MseByBits[8]}");
+            Assert.True(layer.MseByBits[8] < 1e-3 * plan.OutputPeak * plan.OutputPeak, layer.Name);
+        }
+        Assert.True(plan.AverageBits <= 4 + 1e-9);
+        double total = weights.Sum(w => (double)w.ElementCount);
+        double weighted = weights.Sum(w => plan.BitsByTensor[w.Name] * (double)w.ElementCount) / total;
+        Assert.Equal(weighted, plan.AverageBits, 9);
+        Assert.Contains(plan.BitsByTensor.Values, b => b != 4); // mixed, not uniform
+    }
+}

@@ -170,9 +170,10 @@ public class ModelCompressorTests(ITestOutputHelper output)
         Assert.Equal("--block-size", e.Argument);
         e = Assert.Throws<InvalidArgumentException>(() => WeightEncoders.Create(Int8PerChannel with { Dtype = (QuantizedType)9 }));
         Assert.Equal("--dtype", e.Argument);
-        e = Assert.Throws<InvalidArgumentException>(() => WeightEncoders.Create(new CompressionSpec { Method = CompressionMethod.Palettize }));
+        e = Assert.Throws<InvalidArgumentException>(() => WeightEncoders.Create(new CompressionSpec { Method = CompressionMethod.Palettize, Bits = 5 }));
+        Assert.Equal("--bits", e.Argument);
+        e = Assert.Throws<InvalidArgumentException>(() => WeightEncoders.Create(new CompressionSpec { Method = (CompressionMethod)7 }));
         Assert.Equal("--method", e.Argument);
-        Assert.Contains("not available yet", e.Message);
     }
 
     [Fact]
