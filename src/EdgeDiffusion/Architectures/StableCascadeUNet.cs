@@ -385,9 +385,8 @@ public static class StableCascadeUNet
             long inWidth = ch;
             if (skip is not null)
             {
-                long skipChannels = ch; // diffusers' c_skip is the level's own width
                 h = g.Concat([h, g.Transpose(skip, [0, 2, 3, 1])], -1);
-                inWidth += skipChannels;
+                inWidth += ch; // diffusers' c_skip is the level's own width
             }
             h = g.Gelu(L.Linear(h, "channelwise.0", inWidth, ch * 4));
             h = GlobalResponseNorm(h, "channelwise.2", ch * 4);
