@@ -14,9 +14,13 @@ public enum ClipActivation
     Gelu,
 }
 
-/// <summary>Sizes of a transformers CLIPTextModel.</summary>
+/// <summary>
+/// Sizes of a transformers CLIPTextModel; a positive <see cref="ProjectionDim"/> makes it a CLIPTextModelWithProjection
+/// (a bias-free text_projection of the pooled output).
+/// </summary>
 public sealed record ClipTextConfig(
-    int VocabSize, int Width, int Layers, int Heads, int MlpWidth, int MaxPositions, ClipActivation Activation, float LayerNormEps = 1e-5f)
+    int VocabSize, int Width, int Layers, int Heads, int MlpWidth, int MaxPositions, ClipActivation Activation, float LayerNormEps = 1e-5f,
+    int ProjectionDim = 0)
 {
     /// <summary>OpenAI CLIP ViT-L/14's text model (SD 1.x): 123,060,480 parameters.</summary>
     public static ClipTextConfig VitL14 { get; } = new(49408, 768, 12, 12, 3072, 77, ClipActivation.QuickGelu);
@@ -24,8 +28,12 @@ public sealed record ClipTextConfig(
     /// <summary>OpenCLIP ViT-H/14's text model as SD 2.x ships it (the penultimate of 24 layers is the output, so 23 layers).</summary>
     public static ClipTextConfig OpenClipVitH14 { get; } = new(49408, 1024, 23, 16, 4096, 77, ClipActivation.Gelu);
 
+    /// <summary>OpenCLIP ViT-bigG/14's text model with projection (SDXL's second encoder, Stable Cascade's): 694,659,840 parameters.</summary>
+    public static ClipTextConfig OpenClipVitBigG14 { get; } = new(49408, 1280, 32, 20, 5120, 77, ClipActivation.Gelu, ProjectionDim: 1280);
+
     internal void Validate()
     {
+        Check(ProjectionDim >= 0, "the projection width cannot be negative");
         Check(VocabSize >= 1 && Width >= 1 && Layers >= 1 && Heads >= 1 && MlpWidth >= 1 && MaxPositions >= 1, "every size must be positive");
         Check(Width % Heads == 0, $"width {Width} must be a multiple of the head count {Heads}");
     }
@@ -40,7 +48,10 @@ public sealed record ClipTextConfig(
 /// transformers' CLIPTextModel as optimum exports it: <c>input_ids</c> [batch, sequence] → <c>last_hidden_state</c>
 /// [batch, sequence, width] and <c>pooler_output</c> [batch, width]. Token + position embeddings, pre-LayerNorm transformer
 /// layers with a causal mask, final LayerNorm; the pooled output is the hidden state at argmax(input_ids), which is the
-/// (first) end-of-text token because CLIP gives it the largest id.
+/// (first) end-of-text token because CLIP gives it the largest id. With a projection (CLIPTextModelWithProjection) the
+/// outputs are instead <c>text_embeds</c> [batch, projection] (the projected pooled state), <c>last_hidden_state</c> and
+/// <c>hidden_states.{layers}</c>, the last layer's output before the final LayerNorm (what Stable Cascade conditions on as
+/// hidden_states[-1]), named as optimum names the hidden states.
 /// </summary>
 public static class ClipTextModel
 {
@@ -73,12 +84,23 @@ public static class ClipTextModel
                 using (L.Scope($"encoder.layers.{i}"))
                     hidden = EncoderLayer(L, hidden, mask, config);
 
+            if (config.ProjectionDim > 0) hidden = g.Identity(hidden, $"hidden_states.{config.Layers}");
             hidden = L.LayerNorm(hidden, "final_layer_norm", d, config.LayerNormEps);
         }
         g.Identity(hidden, "last_hidden_state");
 
         // pooled = last_hidden_state[b, argmax(input_ids[b])]; ids cast to float for ArgMax (exact below 2^24)
         var eos = g.Node("ArgMax", [g.Cast(ids, DT.Float)], 1, [Attr.Int("axis", -1), Attr.Int("keepdims", 1)])[0];
+        if (config.ProjectionDim > 0)
+        {
+            var pooled = g.Node("GatherND", ["last_hidden_state", eos], 1, [Attr.Int("batch_dims", 1)])[0];
+            var projection = L.Param("text_projection.weight", [config.ProjectionDim, d], ParameterInit.Random, 1f / MathF.Sqrt(d));
+            g.Gemm(pooled, projection, transB: true, output: "text_embeds");
+            g.Output("text_embeds", DT.Float, ["batch_size", config.ProjectionDim]);
+            g.Output("last_hidden_state", DT.Float, ["batch_size", "sequence_length", d]);
+            g.Output($"hidden_states.{config.Layers}", DT.Float, ["batch_size", "sequence_length", d]);
+            return g.Build();
+        }
         g.Node("GatherND", ["last_hidden_state", eos], 1, [Attr.Int("batch_dims", 1)], outputs: ["pooler_output"]);
 
         g.Output("last_hidden_state", DT.Float, ["batch_size", "sequence_length", d]);

@@ -64,13 +64,19 @@ public static class StableDiffusionArchitecture
         if (string.IsNullOrWhiteSpace(folder)) throw new InvalidArgumentException(nameof(folder), "needs a folder path");
         options ??= new FolderWriteOptions();
         config.Validate();
+        return WriteStaged(folder, staging => WriteInto(config, staging, seed, options));
+    }
+
+    /// <summary>Runs <paramref name="writeInto"/> on a staging folder and moves its files into <paramref name="folder"/> only when it completes.</summary>
+    internal static IReadOnlyList<WrittenComponent> WriteStaged(string folder, Func<string, List<WrittenComponent>> writeInto)
+    {
         string root = Path.GetFullPath(folder);
         // Everything is written into a staging folder beside the target and moved in only when complete, so a failure
         // or an interruption never leaves a half-written model folder (an existing one is left as it was).
         string staging = root.TrimEnd(Path.DirectorySeparatorChar) + $".tmp-{Environment.ProcessId}-{Guid.NewGuid():N}";
         try
         {
-            var written = WriteInto(config, staging, seed, options);
+            var written = writeInto(staging);
             foreach (var file in Directory.EnumerateFiles(staging, "*", SearchOption.AllDirectories))
             {
                 string target = Path.Combine(root, Path.GetRelativePath(staging, file));
@@ -88,7 +94,7 @@ public static class StableDiffusionArchitecture
     private static List<WrittenComponent> WriteInto(StableDiffusionConfig config, string root, ulong seed, FolderWriteOptions options)
     {
         Directory.CreateDirectory(root);
-        WriteTokenizer(config, Path.Combine(root, "tokenizer"), options.TokenizerSource);
+        WriteTokenizer(config.TextEncoder, config.PadToken, Path.Combine(root, "tokenizer"), options.TokenizerSource);
 
         var written = new List<WrittenComponent>();
         foreach (var component in Components(config, options.Export))
@@ -103,7 +109,7 @@ public static class StableDiffusionArchitecture
         return written;
     }
 
-    private sealed record Component(string Name, Func<ParameterSink, ModelProto> Build, Func<JsonObject> Config);
+    internal sealed record Component(string Name, Func<ParameterSink, ModelProto> Build, Func<JsonObject> Config);
 
     private static IEnumerable<Component> Components(StableDiffusionConfig c, ExportOptions export) =>
     [
@@ -113,7 +119,7 @@ public static class StableDiffusionArchitecture
         new(VaeEncoder, s => AutoencoderKL.BuildEncoder(c.Vae, s, export), () => VaeJson(c)),
     ];
 
-    private static WrittenComponent WriteComponent(Component component, string dir, ulong seed, FolderWriteOptions options)
+    internal static WrittenComponent WriteComponent(Component component, string dir, ulong seed, FolderWriteOptions options)
     {
         var clock = Stopwatch.StartNew();
         string modelPath = Path.Combine(dir, "model.onnx");
@@ -145,17 +151,18 @@ public static class StableDiffusionArchitecture
 
     // ---------------------------------------------------------------- tokenizer
 
-    private static void WriteTokenizer(StableDiffusionConfig config, string dir, string? source)
+    /// <summary>Writes tokenizer/ for a text encoder: the tiny tokenizer, or a copy of <paramref name="source"/>'s vocabulary, and the configs naming the pad token.</summary>
+    internal static void WriteTokenizer(ClipTextConfig textEncoder, string padToken, string dir, string? source)
     {
         Directory.CreateDirectory(dir);
         if (source is null) TinyClipTokenizer.WriteVocabAndMerges(dir);
-        else CopyTokenizer(config, source, dir);
+        else CopyTokenizer(textEncoder, padToken, source, dir);
 
         var special = new JsonObject
         {
             ["bos_token"] = StableDiffusionConfig.StartOfText,
             ["eos_token"] = StableDiffusionConfig.EndOfText,
-            ["pad_token"] = config.PadToken,
+            ["pad_token"] = padToken,
             ["unk_token"] = StableDiffusionConfig.EndOfText,
         };
         WriteJson(Path.Combine(dir, "special_tokens_map.json"), special);
@@ -166,8 +173,8 @@ public static class StableDiffusionArchitecture
             ["do_lower_case"] = true,
             ["eos_token"] = StableDiffusionConfig.EndOfText,
             ["errors"] = "replace",
-            ["model_max_length"] = config.TextEncoder.MaxPositions,
-            ["pad_token"] = config.PadToken,
+            ["model_max_length"] = textEncoder.MaxPositions,
+            ["pad_token"] = padToken,
             ["tokenizer_class"] = "CLIPTokenizer",
             ["unk_token"] = StableDiffusionConfig.EndOfText,
         };
@@ -175,7 +182,7 @@ public static class StableDiffusionArchitecture
     }
 
     /// <summary>Copies vocab.json and merges.txt, checking that every id fits the text encoder's vocabulary.</summary>
-    private static void CopyTokenizer(StableDiffusionConfig config, string source, string dir)
+    private static void CopyTokenizer(ClipTextConfig textEncoder, string padToken, string source, string dir)
     {
         string vocab = Path.Combine(source, "vocab.json");
         string merges = Path.Combine(source, "merges.txt");
@@ -186,10 +193,10 @@ public static class StableDiffusionArchitecture
         catch (System.Text.Json.JsonException e) { throw new InvalidArgumentException("tokenizer source", $"{vocab} is not valid JSON ({e.Message})"); }
         if (table is null) throw new InvalidArgumentException("tokenizer source", $"{vocab} is not a JSON object of token → id");
         long maxId = table.Max(kv => kv.Value?.GetValue<long>() ?? -1);
-        if (maxId >= config.TextEncoder.VocabSize)
-            throw new InvalidArgumentException("tokenizer source", $"{vocab} has ids up to {maxId}, beyond the text encoder's {config.TextEncoder.VocabSize} embeddings");
-        if (!table.ContainsKey(config.PadToken))
-            throw new InvalidArgumentException("tokenizer source", $"{vocab} lacks the pad token '{config.PadToken}'");
+        if (maxId >= textEncoder.VocabSize)
+            throw new InvalidArgumentException("tokenizer source", $"{vocab} has ids up to {maxId}, beyond the text encoder's {textEncoder.VocabSize} embeddings");
+        if (!table.ContainsKey(padToken))
+            throw new InvalidArgumentException("tokenizer source", $"{vocab} lacks the pad token '{padToken}'");
         if (Path.GetFullPath(source) == Path.GetFullPath(dir)) return;
         File.Copy(vocab, Path.Combine(dir, "vocab.json"), overwrite: true);
         File.Copy(merges, Path.Combine(dir, "merges.txt"), overwrite: true);
@@ -197,7 +204,7 @@ public static class StableDiffusionArchitecture
 
     // ---------------------------------------------------------------- JSON files
 
-    private static void WriteJson(string path, JsonObject json)
+    internal static void WriteJson(string path, JsonObject json)
     {
         Directory.CreateDirectory(Path.GetDirectoryName(path)!);
         File.WriteAllText(path, json.ToJsonString(Indented) + "\n");
@@ -206,9 +213,9 @@ public static class StableDiffusionArchitecture
     private static readonly System.Text.Json.JsonSerializerOptions Indented =
         new(TinyClipTokenizer.Json) { WriteIndented = true };
 
-    private static JsonArray Ints(IEnumerable<int> values) => [.. values.Select(v => (JsonNode?)v)];
+    internal static JsonArray Ints(IEnumerable<int> values) => [.. values.Select(v => (JsonNode?)v)];
 
-    private static JsonArray Strings(IEnumerable<string> values) => [.. values.Select(v => (JsonNode?)v)];
+    internal static JsonArray Strings(IEnumerable<string> values) => [.. values.Select(v => (JsonNode?)v)];
 
     private static JsonObject ModelIndex(StableDiffusionConfig c, ulong seed) => new()
     {
@@ -263,7 +270,18 @@ public static class StableDiffusionArchitecture
         return json;
     }
 
-    private static JsonObject TextEncoderJson(ClipTextConfig t) => new()
+    internal static JsonObject TextEncoderJson(ClipTextConfig t)
+    {
+        var json = TextModelJson(t);
+        if (t.ProjectionDim > 0)
+        {
+            json["architectures"] = new JsonArray("CLIPTextModelWithProjection");
+            json["projection_dim"] = t.ProjectionDim;
+        }
+        return json;
+    }
+
+    private static JsonObject TextModelJson(ClipTextConfig t) => new()
     {
         ["architectures"] = new JsonArray("CLIPTextModel"),
         ["model_type"] = "clip_text_model",
