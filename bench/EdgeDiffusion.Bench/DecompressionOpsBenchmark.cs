@@ -51,6 +51,14 @@ public static class DecompressionOpsBenchmark
             yield return ("DQ int4 block 32, accuracy 4", (g, l) => DequantizeInt4Blocked(g, l),
                 new Dictionary<string, string> { ["session.qdq_matmulnbits_accuracy_level"] = "4" });
         }
+        if (layer.IsConv)
+        {
+            yield return ("im2col → DQ int8 → MatMulNBits", (g, l) => "im2col:int8", none);
+            yield return ("im2col → DQ int8 → MatMulNBits acc 4", (g, l) => "im2col:int8",
+                new Dictionary<string, string> { ["session.qdq_matmulnbits_accuracy_level"] = "4" });
+            yield return ("im2col → DQ int4 b32 → MatMulNBits", (g, l) => "im2col:int4", none);
+            yield return ("im2col → fp32 MatMul", (g, l) => "im2col:fp32", none);
+        }
         yield return ("Cast(uint8)·scale, no folding", (g, l) => CastScale(g, l), noFold);
         yield return ("Gather(LUT64, Cast(uint8)), no fold", (g, l) => Lut(g, l, DT.Int32), noFold);
         yield return ("Gather(LUT64, Cast(uint8)), folded", (g, l) => Lut(g, l, DT.Int32), none);
@@ -61,9 +69,44 @@ public static class DecompressionOpsBenchmark
         var g = new GraphBuilder(21);
         string x = g.Input("x", DT.Float, layer.Input.Select(d => (Dim)d).ToArray());
         string w = weight(g, layer);
-        string y = layer.IsConv ? g.Conv(x, w, pads: [1, 1, 1, 1]) : g.MatMul(x, w);
+        string y = w.StartsWith("im2col:", StringComparison.Ordinal) ? Im2ColConv(g, x, layer, w["im2col:".Length..])
+            : layer.IsConv ? g.Conv(x, w, pads: [1, 1, 1, 1]) : g.MatMul(x, w);
         g.Output(y, DT.Float);
         return g.Build();
+    }
+
+    /// <summary>
+    /// A 3×3 same-padded convolution as one matrix product: the nine shifted views of the padded input are stacked on the
+    /// channel axis (tap-major), moved to rows of [N·H·W, 9·I], and multiplied by the weight as [9·I, O], which lets a
+    /// quantized weight reach MatMulNBits (dequantized inside the kernel) instead of a DequantizeLinear per call.
+    /// </summary>
+    private static string Im2ColConv(GraphBuilder g, string x, Layer l, string form)
+    {
+        long n = l.Input[0], c = l.Input[1], h = l.Input[2], w = l.Input[3], o = l.Weight[0];
+        string padded = g.Node("Pad", [x, g.Constant(new long[] { 0, 0, 1, 1, 0, 0, 1, 1 })])[0];
+        var taps = new List<string>();
+        for (long dy = 0; dy < 3; dy++)
+            for (long dx = 0; dx < 3; dx++)
+                taps.Add(g.Node("Slice", [padded, g.Constant(new long[] { dy, dx }), g.Constant(new long[] { dy + h, dx + w }), g.Constant(new long[] { 2, 3 })])[0]);
+        string stacked = g.Concat(taps, 1);
+        string rows = g.Reshape(g.Transpose(stacked, [0, 2, 3, 1]), [n * h * w, 9 * c]);
+        long k = 9 * c;
+        string b;
+        if (form == "fp32") b = g.Random("w_cols", [k, o], 0.02f, 1);
+        else if (form == "int8")
+        {
+            string q = g.InitializerRaw("w_q", DT.Int8, [k, o], RandomBytes(k * o, 2));
+            b = g.Node("DequantizeLinear", [q, g.Initializer<float>("w_s", [o], Scales(o))], attributes: [Attr.Int("axis", 1)])[0];
+        }
+        else
+        {
+            var values = RandomBytes(k * o, 3).Select(v => (v % 16) - 8).ToArray();
+            string q = g.InitializerInt4("w_q", [k, o], values);
+            b = g.Node("DequantizeLinear", [q, g.Initializer<float>("w_s", [k / 32, o], Scales(k / 32 * o))],
+                attributes: [Attr.Int("axis", 0), Attr.Int("block_size", 32)])[0];
+        }
+        string product = g.MatMul(rows, b);
+        return g.Transpose(g.Reshape(product, [n, h, w, o]), [0, 3, 1, 2]);
     }
 
     private static int OutAxis(Layer l) => l.IsConv ? 0 : 1;

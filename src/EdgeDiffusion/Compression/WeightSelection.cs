@@ -17,7 +17,8 @@ namespace EdgeDiffusion.Compression;
 /// name must match one of them; matching an <see cref="ExcludeNames"/> pattern rules it out.</item>
 /// <item>embeddings (the data input of a Gather), normalisation parameters (inputs 1+ of Layer/Group/Instance/Batch
 /// normalization, and any 1-D tensor they read) and biases (Conv input 2, Gemm C) are left alone unless asked for:
-/// they are small, and lookups and normalisation are sensitive to error.</item>
+/// they are small, and lookups and normalisation are sensitive to error. So are all 1-D tensors (biases and
+/// normalisation parameters of decomposed layers, read by plain Mul/Add).</item>
 /// </list>
 /// </summary>
 public sealed record WeightSelection
@@ -88,6 +89,11 @@ public sealed record WeightSelection
         if (editor.IsGraphInput(tensor.Name)) return "also a graph input (callers may override it)";
         if (include is not null && !include.IsMatch(tensor.Name)) return "name matches no include pattern";
         if (exclude is not null && exclude.IsMatch(tensor.Name)) return "name matches an exclude pattern";
+
+        // A 1-D tensor is a bias or a normalisation scale/shift however the graph spells it (decomposed GroupNorm ends in
+        // Mul/Add): tiny next to the matrices, and error there shifts whole channels.
+        if (tensor.Dims.Count <= 1 && !IncludeBiases && !IncludeNormalization)
+            return "a 1-D tensor (bias or normalisation scale/shift)";
 
         var uses = editor.Uses(tensor.Name);
         if (uses.Count == 0) return "read by no node";
