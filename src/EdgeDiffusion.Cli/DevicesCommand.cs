@@ -35,7 +35,7 @@ public static class DevicesCommand
                 }));
                 return 0;
             }
-            var console = AnsiConsole.Console;
+            var console = CliConsole.Current();
             console.MarkupLine($"ONNX Runtime {Markup.Escape(Microsoft.ML.OnnxRuntime.OrtEnv.Instance().GetVersionString())}");
             var providers = new Table().Title("execution providers").AddColumns("provider", "--ep", "EP devices");
             foreach (var p in catalog.Providers)
@@ -55,4 +55,10 @@ public static class DevicesCommand
         }));
         return command;
     }
+}
+
+/// <summary>A Spectre console over whatever Console.Out is now (tests and callers may redirect it between verbs).</summary>
+internal static class CliConsole
+{
+    public static IAnsiConsole Current() => AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Out) });
 }

@@ -70,7 +70,8 @@ public static class ProfileCommand
         return command;
     }
 
-    private static IAnsiConsole Out => AnsiConsole.Console;
+    // Bound to the current Console.Out on each use: AnsiConsole.Console keeps the writer it first saw.
+    private static IAnsiConsole Out => CliConsole.Current();
 
     private static void Render(ProfileResult profile, int top)
     {
