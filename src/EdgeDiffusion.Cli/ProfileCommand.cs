@@ -13,14 +13,18 @@ public static class ProfileCommand
     {
         var target = new Argument<string>("model") { Description = "a diffusers-style model folder or one .onnx file" };
         var component = new Option<string?>("--component", "-c") { Description = "the folder's component to profile (default: unet)" };
-        var runs = new Option<int>("--runs") { Description = "measured runs after one warm-up run (with --generation: generations)", DefaultValueFactory = _ => 5 };
+        var runs = new Option<int?>("--runs") { Description = "measured runs after one warm-up run (default 5; with --generation: generations, default 1)" };
         var generation = new Option<bool>("--generation") { Description = "profile one whole generation through the pipeline instead of one component" };
         var prompt = new Option<string>("--prompt") { Description = "with --generation: the prompt", DefaultValueFactory = _ => "a red circle on a blue background" };
         var steps = new Option<int>("--steps") { Description = "with --generation: denoising steps", DefaultValueFactory = _ => 4 };
         var top = new Option<int>("--top") { Description = "nodes listed in the table (slowest first)", DefaultValueFactory = _ => 15 };
         var json = new Option<bool>("--json") { Description = "print JSON instead of tables" };
         var html = new Option<string?>("--html") { Description = "also write a self-contained HTML report (tables and PNG charts) to this file" };
-        var keepTrace = new Option<string?>("--keep-trace") { Description = "keep ONNX Runtime's JSON trace(s) in this folder (deleted otherwise)" };
+        var keepTrace = new Option<string?>("--keep-trace")
+        {
+            Description = "keep ONNX Runtime's JSON trace(s), in the given folder or the current one (deleted otherwise)",
+            Arity = ArgumentArity.ZeroOrOne,
+        };
         var threads = new Option<int>("--threads") { Description = "ONNX Runtime threads per operator (0: one per core)", DefaultValueFactory = _ => 0 };
         var predict = new Option<string?>("--target") { Description = "coreml: predict, without running, which nodes the CoreML EP (ML Program) would take, and the partitions" };
         var staticShapes = new Option<bool>("--require-static-shapes") { Description = "with --target coreml: predict as with RequireStaticInputShapes=1" };
@@ -45,17 +49,19 @@ public static class ProfileCommand
                 return 0;
             }
             var settings = RuntimeOptions.Settings(result.GetValue(threads), noCache: true, cacheDir: null, execution: devices.Resolve(result, Console.Error));
+            // --keep-trace alone keeps the traces in the current folder.
+            string? traceFolder = result.GetResult(keepTrace) is null ? null : result.GetValue(keepTrace) ?? ".";
             ProfileResult profile;
             if (result.GetValue(generation))
             {
                 if (result.GetValue(component) is not null) throw new InvalidArgumentException("--component", "does not combine with --generation, which profiles every component");
                 var size = StableDiffusionPipeline.ConfiguredSize(model) ?? (512, 512);
                 var request = new GenerationRequest { Prompt = result.GetValue(prompt)!, Steps = result.GetValue(steps), Width = size.Width, Height = size.Height, Seed = 42 };
-                profile = ModelProfiler.ProfileGeneration(model, request, result.GetValue(runs), settings, result.GetValue(keepTrace));
+                profile = ModelProfiler.ProfileGeneration(model, request, result.GetValue(runs) ?? 1, settings, traceFolder);
             }
             else
             {
-                profile = ModelProfiler.ProfileComponent(ModelProfiler.ResolveComponent(model, result.GetValue(component)), result.GetValue(runs), settings, result.GetValue(keepTrace));
+                profile = ModelProfiler.ProfileComponent(ModelProfiler.ResolveComponent(model, result.GetValue(component)), result.GetValue(runs) ?? 5, settings, traceFolder);
             }
             if (result.GetValue(json)) Console.Out.WriteLine(CliJson.Serialize(profile));
             else Render(profile, result.GetValue(top));

@@ -100,4 +100,19 @@ public sealed class ProfileCommandTests : IClassFixture<TinyModels>, IDisposable
         Assert.Equal(2, bad.ExitCode);
         Assert.StartsWith("error: --target:", bad.Error);
     }
+
+    [Fact]
+    public void GenerationProfileKeepsTracesWhenAsked()
+    {
+        string traces = Path.Combine(_dir, "traces");
+        Directory.CreateDirectory(traces);
+        var result = CliRunner.Run("profile", _models.Folder(), "--generation", "--steps", "1", "--json", "--keep-trace", traces);
+        Assert.True(result.ExitCode == 0, result.Error);
+        using var doc = JsonDocument.Parse(result.Out);
+        Assert.Equal("generation", doc.RootElement.GetProperty("mode").GetString());
+        Assert.Equal(1, doc.RootElement.GetProperty("runs").GetInt32());
+        Assert.Equal(3, doc.RootElement.GetProperty("components").GetArrayLength());
+        Assert.Equal(3, Directory.GetFiles(traces, "edgediff_profile_*.json").Length);
+        Assert.Contains("trace: ", result.Error);
+    }
 }
