@@ -95,4 +95,17 @@ public sealed class DeviceSelectorTests
         var keys = new[] { cpu, coreml, gpu }.Select(s => SessionCache.Key(unet, s)).ToList();
         Assert.Equal(3, keys.Distinct().Count());
     }
+
+    [Fact]
+    public void AProviderFailingAtSessionCreationFallsBackOnlyWhenAsked()
+    {
+        // XNNPACK is not in the CPU package: appending it fails while the session is made, as a broken driver would.
+        string unet = Path.Combine(TestData.RepoRoot, "models", "tiny-shapes", "unet", "model.onnx");
+        var warnings = new List<string>();
+        var failing = new ExecutionPlan { Providers = [new ProviderAppend("XnnpackExecutionProvider", [], new Dictionary<string, string>())], Warn = warnings.Add };
+        Assert.Throws<EdgeDiffusion.Onnx.OnnxFormatException>(() => SessionFactory.Create(unet, SessionSettings.Default with { Execution = failing }));
+        using var session = SessionFactory.Create(unet, SessionSettings.Default with { Execution = failing with { FallbackToCpu = true } });
+        Assert.NotEmpty(session.InputMetadata);
+        Assert.Contains("continuing on the CPU", Assert.Single(warnings));
+    }
 }
