@@ -61,7 +61,8 @@ public static class CoreMLPreview
     public static CoreMLPrediction Predict(GraphProto graph, string source, bool requireStaticShapes = false)
     {
         var info = new ValueInfo(graph);
-        var nodes = graph.Node.ToList();
+        // ONNX Runtime turns Constant nodes into initializers when it loads a graph: the EP never sees them as nodes.
+        var nodes = graph.Node.Where(n => !(n.OpType == "Constant" && n.Domain is "" or "ai.onnx")).ToList();
         var reasons = nodes.Select(n => Check(n, info, requireStaticShapes)).ToList();
         var partitionOf = Partition(nodes, reasons.Select(r => r is null).ToList());
         var predictions = nodes.Select((n, i) => new CoreMLNodePrediction(NodeName(n, i), n.OpType, reasons[i] is null, reasons[i]?.Reason, reasons[i]?.Detail, partitionOf[i])).ToList();

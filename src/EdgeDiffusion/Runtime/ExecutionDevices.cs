@@ -12,7 +12,8 @@ public enum DeviceKind
     Npu,
 }
 
-/// <summary>Where a node's kernel ran, as a report shows it.</summary>
+/// <summary>Where a node's kernel ran, as a report shows it (JSON: "CPU", "GPU", "NPU", "mixed").</summary>
+[System.Text.Json.Serialization.JsonConverter(typeof(ComputeUnitJsonConverter))]
 public enum ComputeUnit
 {
     Cpu,
@@ -21,6 +22,23 @@ public enum ComputeUnit
 
     /// <summary>The provider's own runtime picks per layer (CoreML with MLComputeUnits=ALL): not knowable from the trace.</summary>
     Mixed,
+}
+
+/// <summary>Writes compute units as the reports name them ("CPU", not 0 or "Cpu").</summary>
+public sealed class ComputeUnitJsonConverter : System.Text.Json.Serialization.JsonConverter<ComputeUnit>
+{
+    public override ComputeUnit Read(ref System.Text.Json.Utf8JsonReader reader, Type typeToConvert, System.Text.Json.JsonSerializerOptions options) =>
+        reader.GetString() switch
+        {
+            "CPU" => ComputeUnit.Cpu,
+            "GPU" => ComputeUnit.Gpu,
+            "NPU" => ComputeUnit.Npu,
+            "mixed" => ComputeUnit.Mixed,
+            var other => throw new System.Text.Json.JsonException($"unknown compute unit '{other}'"),
+        };
+
+    public override void Write(System.Text.Json.Utf8JsonWriter writer, ComputeUnit value, System.Text.Json.JsonSerializerOptions options) =>
+        writer.WriteStringValue(value == ComputeUnit.Mixed ? "mixed" : value.ToString().ToUpperInvariant());
 }
 
 /// <summary>One execution provider × hardware device pair ONNX Runtime offers (<c>OrtEnv.GetEpDevices()</c>), as plain data.</summary>

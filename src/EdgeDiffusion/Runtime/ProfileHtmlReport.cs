@@ -17,7 +17,8 @@ public static class ProfileHtmlReport
             .Append("body{font-family:sans-serif;margin:2em;max-width:75em}table{border-collapse:collapse;margin:1em 0}")
             .Append("td,th{border:1px solid #ccc;padding:.2em .6em;text-align:left}td.n{text-align:right}img{max-width:100%}")
             .Append("</style></head><body>\n");
-        html.Append($"<h1>Profile of {E(result.Model)}</h1>\n<p>{E(result.Mode)}, execution: {E(result.Execution)}, {result.Runs} measured run(s) after one warm-up.</p>\n");
+        html.Append($"<h1>Profile of {E(result.Model)}</h1>\n");
+        if (result.Components.Count > 0) html.Append($"<p>{E(result.Mode)}, execution: {E(result.Execution)}, {result.Runs} measured run(s) after one warm-up.</p>\n");
         foreach (var r in result.Components)
         {
             html.Append($"<h2>{E(r.Component)}</h2>\n<p>{E(r.ModelPath)}: {r.Nodes.Count} nodes, {Ms(r.NodeTimePerRunUs)} ms of kernel time per run ({r.MeasuredRuns} run(s) measured, {r.SkippedRuns} skipped).</p>\n");

@@ -68,6 +68,7 @@ public sealed class ProfileCommandTests : IClassFixture<TinyModels>, IDisposable
         Assert.NotEmpty(nodes);
         Assert.Equal(100, nodes.Sum(n => n.GetProperty("share_percent").GetDouble()), 6);
         Assert.All(nodes, n => Assert.Equal("CPUExecutionProvider", n.GetProperty("provider").GetString()));
+        Assert.All(nodes, n => Assert.Equal("CPU", n.GetProperty("unit").GetString()));
 
         string page = File.ReadAllText(html);
         Assert.Contains("<table>", page);

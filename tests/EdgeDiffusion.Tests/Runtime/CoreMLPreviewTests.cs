@@ -80,7 +80,7 @@ public sealed class CoreMLPreviewTests
         string unet = Path.Combine(TestData.RepoRoot, "models", "tiny-shapes", "unet", "model.onnx");
         var p = CoreMLPreview.Predict(unet);
         using var model = OnnxModel.Load(unet);
-        Assert.Equal(model.Graph.Node.Count, p.Nodes.Count);
+        Assert.Equal(model.Graph.Node.Count(n => n.OpType != "Constant"), p.Nodes.Count); // Constant nodes become initializers in ONNX Runtime
         Assert.True(p.SupportedNodes > 0);
         Assert.Equal(p.SupportedNodes, p.Partitions.Sum(q => q.Count));
         Assert.All(p.Nodes.Where(n => !n.Supported), n => Assert.False(string.IsNullOrEmpty(n.Reason)));
