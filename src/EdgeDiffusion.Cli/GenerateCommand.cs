@@ -36,12 +36,13 @@ public static class GenerateCommand
         {
             prompt, model, negative, steps, guidance, scheduler, seed, width, height, count, init, strength, output, threads, quiet, cacheDir, noCache, lowMemory, sharedAllocator, decompress,
         };
+        var devices = RuntimeOptions.AddDeviceOptions(command);
         command.SetAction((result, cancellation) => Task.FromResult(VerbRunner.Run(() =>
         {
             var outputs = OutputPaths(result.GetValue(output)!, result.GetValue(count));
             string folder = ModelOption.Resolve(result.GetValue(model));
             var settings = RuntimeOptions.Settings(result.GetValue(threads), result.GetValue(noCache), result.GetValue(cacheDir), result.GetValue(sharedAllocator),
-                result.GetValue(decompress));
+                result.GetValue(decompress), devices.Resolve(result, Console.Error));
             var size = StableDiffusionPipeline.ConfiguredSize(folder) ?? (512, 512);
             var request = new GenerationRequest
             {

@@ -15,6 +15,8 @@ public static class Program
         root.Subcommands.Add(GenerateCommand.Create());
         root.Subcommands.Add(CreateModelCommand.Create());
         root.Subcommands.Add(CompressCommand.Create());
+        root.Subcommands.Add(DevicesCommand.Create());
+        root.Subcommands.Add(ProfileCommand.Create());
         return root;
     }
 }

@@ -7,9 +7,10 @@ namespace EdgeDiffusion.Cli;
 public static class RuntimeOptions
 {
     public static SessionSettings Settings(int threads, bool noCache, string? cacheDir, bool sharedAllocator = false,
-        DecompressionMode decompression = DecompressionMode.Jit) => SessionSettings.Default with
+        DecompressionMode decompression = DecompressionMode.Jit, ExecutionPlan? execution = null) => SessionSettings.Default with
     {
         IntraOpThreads = threads,
+        Execution = execution ?? ExecutionPlan.Cpu,
         Decompression = decompression,
         SharedAllocator = sharedAllocator,
         Cache = noCache ? null : new SessionCache(cacheDir ?? SessionCache.DefaultDirectory, message => Console.Error.WriteLine($"warning: {message}")),
@@ -29,4 +30,69 @@ public static class RuntimeOptions
         error.WriteLine("session cache: " + string.Join(", ", cache.Outcomes.Select(o =>
             $"{Path.GetFileName(Path.GetDirectoryName(o.Key))} {o.Value.ToString().ToLowerInvariant()}")) + $" ({cache.Directory})");
     }
+
+    /// <summary>Adds --device, --ep, --ep-option and --fallback to a verb that runs a model.</summary>
+    public static DeviceOptions AddDeviceOptions(Command command)
+    {
+        var options = new DeviceOptions();
+        command.Options.Add(options.Device);
+        command.Options.Add(options.Ep);
+        command.Options.Add(options.EpOption);
+        command.Options.Add(options.Fallback);
+        return options;
+    }
+}
+
+/// <summary>The device options every model-running verb shares, and their resolution into an <see cref="ExecutionPlan"/>.</summary>
+public sealed class DeviceOptions
+{
+    public Option<string> Device { get; } = new("--device")
+    {
+        Description = "auto, cpu, gpu or npu: the hardware to run on (through ONNX Runtime's EP devices; CoreML on Apple platforms)",
+        DefaultValueFactory = _ => "auto",
+    };
+
+    public Option<string?> Ep { get; } = new("--ep")
+    {
+        Description = $"an execution provider: {string.Join(", ", ExecutionProviders.ShortNames.Keys)}",
+    };
+
+    public Option<string[]> EpOption { get; } = new("--ep-option")
+    {
+        Description = "key=value for the --ep provider, repeatable (CoreML: MLComputeUnits=CPUAndNeuralEngine|CPUAndGPU|CPUOnly|ALL, ModelFormat=MLProgram, ModelCacheDirectory=DIR …)",
+        AllowMultipleArgumentsPerToken = false,
+        Arity = ArgumentArity.ZeroOrMore,
+    };
+
+    public Option<string?> Fallback { get; } = new("--fallback")
+    {
+        Description = "cpu: when the device or provider is missing or fails to start, continue on the CPU with a warning",
+    };
+
+    public DeviceRequest Request(ParseResult result)
+    {
+        string device = result.GetValue(Device) ?? "auto";
+        var kind = device.ToLowerInvariant() switch
+        {
+            "auto" => DeviceKind.Auto,
+            "cpu" => DeviceKind.Cpu,
+            "gpu" => DeviceKind.Gpu,
+            "npu" => DeviceKind.Npu,
+            _ => throw new InvalidArgumentException("--device", $"'{device}' is not a device; use auto, cpu, gpu or npu"),
+        };
+        string? fallback = result.GetValue(Fallback);
+        if (fallback is not null && !fallback.Equals("cpu", StringComparison.OrdinalIgnoreCase))
+            throw new InvalidArgumentException("--fallback", $"'{fallback}'; the only fallback is cpu");
+        return new DeviceRequest
+        {
+            Device = kind,
+            Ep = result.GetValue(Ep),
+            EpOptions = DeviceSelector.ParseOptions(result.GetValue(EpOption) ?? []),
+            FallbackToCpu = fallback is not null,
+        };
+    }
+
+    /// <summary>The plan for this machine; warnings (fallbacks) go to <paramref name="error"/>.</summary>
+    public ExecutionPlan Resolve(ParseResult result, TextWriter error) =>
+        DeviceSelector.Resolve(Request(result), DeviceCatalog.Current(), message => error.WriteLine($"warning: {message}"));
 }

@@ -191,7 +191,7 @@ public sealed class SessionCache
     public static string Key(string modelPath, SessionSettings settings)
     {
         var sb = new StringBuilder();
-        sb.Append("ort=").Append(OrtEnv.Instance().GetVersionString()).Append(";ep=cpu");
+        sb.Append("ort=").Append(OrtEnv.Instance().GetVersionString()).Append(";ep=").Append(settings.Execution.Signature);
         sb.Append(";opt=").Append(settings.OptimizationLevel);
         foreach (var (k, v) in settings.ConfigEntries.OrderBy(p => p.Key, StringComparer.Ordinal)) sb.Append(';').Append(k).Append('=').Append(v);
         foreach (var (name, value) in settings.FreeDimensions.OrderBy(p => p.Key, StringComparer.Ordinal)) sb.Append(";dim:").Append(name).Append('=').Append(value);

@@ -12,8 +12,14 @@ public sealed record SessionSettings
 
     public GraphOptimizationLevel OptimizationLevel { get; init; } = GraphOptimizationLevel.ORT_ENABLE_ALL;
 
-    /// <summary>When set, ONNX Runtime writes a JSON trace with this prefix (see the profile verb).</summary>
+    /// <summary>
+    /// When set, ONNX Runtime writes a JSON trace with this prefix (see the profile verb); the model's folder name is
+    /// appended (<c>PREFIX_unet_…json</c>) so the traces of a pipeline's components can be told apart.
+    /// </summary>
     public string? ProfilePrefix { get; init; }
+
+    /// <summary>The execution providers and devices sessions run on (<see cref="DeviceSelector"/>); CPU by default.</summary>
+    public ExecutionPlan Execution { get; init; } = ExecutionPlan.Cpu;
 
     /// <summary>Extra session config entries (key = value), applied last.</summary>
     public IReadOnlyDictionary<string, string> ConfigEntries { get; init; } = new Dictionary<string, string>();
@@ -71,7 +77,8 @@ public static class SessionFactory
     public static InferenceSession Create(string modelPath, SessionSettings? settings = null)
     {
         settings = WithDecompression(modelPath, settings ?? SessionSettings.Default);
-        return settings.Cache is { } cache && File.Exists(modelPath)
+        // ONNX Runtime cannot save a graph holding compiled partitions, so such sessions bypass the cache.
+        return settings.Cache is { } cache && File.Exists(modelPath) && !settings.Execution.CompilesGraph
             ? cache.Create(modelPath, settings, out _)
             : Create(modelPath, settings, optimizedModelPath: null);
     }
@@ -86,6 +93,14 @@ public static class SessionFactory
         var entries = new Dictionary<string, string>(SessionSettings.DecompressionEntries(settings.Decompression));
         foreach (var (k, v) in settings.ConfigEntries) entries[k] = v;
         return settings with { ConfigEntries = entries };
+    }
+
+    /// <summary>The model's folder name (unet, text_encoder …), or its file name without extension for a lone file.</summary>
+    internal static string ComponentName(string modelPath)
+    {
+        string full = Path.GetFullPath(modelPath);
+        string name = Path.GetFileNameWithoutExtension(full) == "model" ? Path.GetFileName(Path.GetDirectoryName(full)) ?? "model" : Path.GetFileNameWithoutExtension(full);
+        return new string(name.Select(c => char.IsLetterOrDigit(c) || c is '-' or '.' ? c : '_').ToArray());
     }
 
     private static bool IsCompressed(string modelPath)
@@ -106,6 +121,20 @@ public static class SessionFactory
     {
         if (!File.Exists(modelPath))
             throw new Onnx.OnnxFormatException(modelPath, "file not found; check the model folder");
+        try
+        {
+            return CreateOn(modelPath, settings, optimizedModelPath);
+        }
+        catch (Onnx.OnnxFormatException e) when (settings.Execution is { IsCpuOnly: false, FallbackToCpu: true } plan)
+        {
+            // A provider that is present can still fail to start (driver, unsupported model): --fallback cpu covers that too.
+            plan.Warn?.Invoke($"{modelPath}: {plan.Signature} failed ({e.Problem}); continuing on the CPU (--fallback cpu)");
+            return CreateOn(modelPath, settings with { Execution = ExecutionPlan.Cpu }, optimizedModelPath);
+        }
+    }
+
+    private static InferenceSession CreateOn(string modelPath, SessionSettings settings, string? optimizedModelPath)
+    {
         using var options = new SessionOptions
         {
             GraphOptimizationLevel = settings.OptimizationLevel,
@@ -123,12 +152,16 @@ public static class SessionFactory
         foreach (var (name, value) in settings.FreeDimensions) options.AddFreeDimensionOverrideByName(name, value);
         if (settings.ProfilePrefix is not null)
         {
+            // The prefix must be set before profiling is enabled: the C# setter of EnableProfiling passes the prefix
+            // current at that moment to ONNX Runtime, which would otherwise write onnxruntime_profile__*.json into the
+            // working directory.
+            options.ProfileOutputPathPrefix = settings.ProfilePrefix + "_" + ComponentName(modelPath);
             options.EnableProfiling = true;
-            options.ProfileOutputPathPrefix = settings.ProfilePrefix;
         }
         foreach (var (key, value) in settings.ConfigEntries) options.AddSessionConfigEntry(key, value);
         try
         {
+            settings.Execution.Apply(options);
             return new InferenceSession(modelPath, options);
         }
         catch (OnnxRuntimeException e)

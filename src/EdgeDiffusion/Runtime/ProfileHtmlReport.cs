@@ -1,0 +1,117 @@
+using System.Globalization;
+using System.Net;
+using System.Text;
+
+namespace EdgeDiffusion.Runtime;
+
+/// <summary>
+/// A self-contained HTML page for a <see cref="ProfileResult"/>: per component, PNG bar charts (time by op type, time by
+/// compute unit; drawn with ScottPlot, embedded as data URIs) and tables (compute units, providers, op types, slowest nodes).
+/// </summary>
+public static class ProfileHtmlReport
+{
+    public static string Render(ProfileResult result, int topNodes = 50, CoreMLPrediction? prediction = null)
+    {
+        var html = new StringBuilder();
+        html.Append("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>edgediff profile</title><style>")
+            .Append("body{font-family:sans-serif;margin:2em;max-width:75em}table{border-collapse:collapse;margin:1em 0}")
+            .Append("td,th{border:1px solid #ccc;padding:.2em .6em;text-align:left}td.n{text-align:right}img{max-width:100%}")
+            .Append("</style></head><body>\n");
+        html.Append($"<h1>Profile of {E(result.Model)}</h1>\n");
+        if (result.Components.Count > 0) html.Append($"<p>{E(result.Mode)}, execution: {E(result.Execution)}, {result.Runs} measured run(s) after one warm-up.</p>\n");
+        foreach (var r in result.Components)
+        {
+            html.Append($"<h2>{E(r.Component)}</h2>\n<p>{E(r.ModelPath)}: {r.Nodes.Count} nodes, {Ms(r.NodeTimePerRunUs)} ms of kernel time per run ({r.MeasuredRuns} run(s) measured, {r.SkippedRuns} skipped).</p>\n");
+            html.Append(Image(Chart(r.ByOpType.Take(15).ToList(), $"{r.Component}: time by op type (ms per run)"), "time by op type"));
+            html.Append(Image(Chart(r.ByComputeUnit, $"{r.Component}: time by compute unit (ms per run)"), "time by compute unit"));
+            html.Append(GroupTable("compute unit", r.ByComputeUnit)).Append(GroupTable("provider", r.ByProvider)).Append(GroupTable("op type", r.ByOpType));
+            html.Append($"<h3>Slowest {Math.Min(topNodes, r.Nodes.Count)} nodes</h3>\n<table><tr><th>node</th><th>op</th><th>provider</th><th>unit</th><th>ms</th><th>%</th><th>inputs</th><th>outputs</th></tr>\n");
+            foreach (var n in r.Nodes.Take(topNodes))
+                html.Append($"<tr><td>{E(n.Name)}</td><td>{E(n.OpType)}</td><td>{E(n.Provider)}</td><td>{E(ProfileReport.UnitName(n.Unit))}</td><td class=n>{Ms(n.MeanUs)}</td><td class=n>{Pct(n.SharePercent)}</td><td>{E(string.Join(" ", n.InputShapes))}</td><td>{E(string.Join(" ", n.OutputShapes))}</td></tr>\n");
+            html.Append("</table>\n");
+        }
+        if (prediction is not null) html.Append(PredictionSection(prediction));
+        html.Append("</body></html>\n");
+        return html.ToString();
+    }
+
+    /// <summary>Writes the page to a temporary file beside <paramref name="path"/> and renames it into place.</summary>
+    public static void Write(string path, ProfileResult result, int topNodes = 50, CoreMLPrediction? prediction = null)
+    {
+        string full = Path.GetFullPath(path);
+        if (Path.GetDirectoryName(full) is not { } dir || !Directory.Exists(dir)) throw new InvalidArgumentException("--html", $"folder of {path} does not exist; create it first");
+        string temporary = full + $".tmp-{Environment.ProcessId}";
+        try
+        {
+            File.WriteAllText(temporary, Render(result, topNodes, prediction), new UTF8Encoding(false));
+            File.Move(temporary, full, overwrite: true);
+        }
+        finally
+        {
+            if (File.Exists(temporary)) File.Delete(temporary);
+        }
+    }
+
+    internal static string PredictionSection(CoreMLPrediction p)
+    {
+        var html = new StringBuilder();
+        html.Append($"<h2>Prediction: CoreML (MLProgram) placement</h2>\n<p>A static prediction from ONNX Runtime's documented CoreML operator support, not a measurement: {p.SupportedNodes} of {p.Nodes.Count} nodes supported, {p.Partitions.Count} partition(s).</p>\n");
+        html.Append("<table><tr><th>op</th><th>nodes falling back</th><th>reason</th></tr>\n");
+        foreach (var g in p.Nodes.Where(n => !n.Supported).GroupBy(n => (n.OpType, n.Reason)).OrderByDescending(g => g.Count()))
+            html.Append($"<tr><td>{E(g.Key.OpType)}</td><td class=n>{g.Count()}</td><td>{E(g.Key.Reason ?? "")}</td></tr>\n");
+        html.Append("</table>\n");
+        return html.ToString();
+    }
+
+    private static string GroupTable(string title, IReadOnlyList<GroupTiming> groups)
+    {
+        var html = new StringBuilder($"<table><tr><th>{E(title)}</th><th>nodes</th><th>ms per run</th><th>%</th></tr>\n");
+        foreach (var g in groups) html.Append($"<tr><td>{E(g.Key)}</td><td class=n>{g.Nodes}</td><td class=n>{Ms(g.MeanUs)}</td><td class=n>{Pct(g.SharePercent)}</td></tr>\n");
+        return html.Append("</table>\n").ToString();
+    }
+
+    /// <summary>A horizontal bar chart, largest at the top, as PNG bytes.</summary>
+    public static byte[] Chart(IReadOnlyList<GroupTiming> groups, string title)
+    {
+        var plot = new ScottPlot.Plot();
+        if (ChartFont.Value is { } font) plot.Font.Set(font);
+        var values = groups.Select(g => g.MeanUs / 1000.0).Reverse().ToArray();
+        var labels = groups.Select(g => g.Key).Reverse().ToArray();
+        var bars = plot.Add.Bars(values);
+        bars.Horizontal = true;
+        var positions = Enumerable.Range(0, labels.Length).Select(i => (double)i).ToArray();
+        plot.Axes.Left.TickGenerator = new ScottPlot.TickGenerators.NumericManual(positions, labels);
+        plot.Axes.Margins(left: 0);
+        plot.Title(title);
+        plot.XLabel("ms per run");
+        return plot.GetImageBytes(800, 120 + 28 * Math.Max(labels.Length, 1), ScottPlot.ImageFormat.Png);
+    }
+
+    /// <summary>
+    /// SkiaSharp's Linux "NoDependencies" native build has no fontconfig, so it sees no system font and ScottPlot would
+    /// draw charts without any text: register a TrueType file from the usual font folders instead.
+    /// </summary>
+    private static readonly Lazy<string?> ChartFont = new(() =>
+    {
+        if (SkiaSharp.SKFontManager.Default.FontFamilies.Any(f => f.Length > 0)) return null; // system fonts work: keep ScottPlot's choice
+        string[] folders = ["/usr/share/fonts", "/usr/local/share/fonts", Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".fonts")];
+        string[] preferred = ["DejaVuSans.ttf", "LiberationSans-Regular.ttf", "NotoSans-Regular.ttf", "Arial.ttf"];
+        var files = folders.Where(Directory.Exists).SelectMany(f =>
+        {
+            try { return Directory.EnumerateFiles(f, "*.ttf", SearchOption.AllDirectories).ToList(); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return []; }
+        }).ToList();
+        string? file = preferred.Select(p => files.FirstOrDefault(f => Path.GetFileName(f) == p)).FirstOrDefault(f => f is not null) ?? files.FirstOrDefault();
+        if (file is null) return null;
+        ScottPlot.Fonts.AddFontFile("EdgeDiffusionChart", file);
+        return "EdgeDiffusionChart";
+    });
+
+    private static string Image(byte[] png, string alt) => $"<p><img alt=\"{E(alt)}\" src=\"data:image/png;base64,{Convert.ToBase64String(png)}\"></p>\n";
+
+    private static string E(string s) => WebUtility.HtmlEncode(s);
+
+    private static string Ms(double us) => (us / 1000.0).ToString("0.000", CultureInfo.InvariantCulture);
+
+    private static string Pct(double p) => p.ToString("0.0", CultureInfo.InvariantCulture);
+}
