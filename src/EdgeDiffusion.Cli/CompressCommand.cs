@@ -30,6 +30,7 @@ public static class CompressCommand
         var targetPsnr = new Option<double?>("--target-psnr") { Description = "mixed-bit: lowest predicted output PSNR per component, in dB, e.g. 35" };
         var candidates = new Option<string?>("--candidate-bits") { Description = "mixed-bit widths to choose from (default palettize 8,6,4,2; linear 8,4)" };
         var samples = new Option<int>("--calibration-samples") { Description = "mixed-bit: fixed seeded inputs per component", DefaultValueFactory = _ => 2 };
+        var calibrationSize = new Option<int?>("--calibration-size") { Description = "mixed-bit: latent height/width of the calibration inputs (default: the UNet's sample size, at most 32)" };
         var recipe = new Option<string?>("--recipe") { Description = "apply a saved per-tensor recipe (from --mixed-bit --save-recipe)" };
         var saveRecipe = new Option<string?>("--save-recipe") { Description = "mixed-bit: also write the chosen recipe to this JSON file" };
         var components = new Option<string?>("--components") { Description = "folder: comma-separated components to compress (default: all); the rest are copied" };
@@ -44,7 +45,7 @@ public static class CompressCommand
         var command = new Command("compress", "Compress weights (linear int8/int4, 1–8-bit palettization, pruning, joint, mixed-bit) into a standard ONNX copy that decompresses in the graph.")
         {
             input, output, method, bits, dtype, asymmetric, granularity, blockSize, groupSize, channelScale, sparsity, nm, then, seed,
-            mixedBit, targetBits, targetPsnr, candidates, samples, recipe, saveRecipe, components, minElements, includeOp, excludeOp,
+            mixedBit, targetBits, targetPsnr, candidates, samples, calibrationSize, recipe, saveRecipe, components, minElements, includeOp, excludeOp,
             includeName, excludeName, overwrite, json, quiet,
         };
         command.SetAction((result, cancellation) => Task.FromResult(VerbRunner.Run(() =>
@@ -79,7 +80,7 @@ public static class CompressCommand
             {
                 var widths = CandidateBits(result.GetValue(candidates), spec);
                 plan = MixedBitRecipes.Plan(source, spec, widths, selection, chosen, result.GetValue(samples), result.GetValue(targetBits),
-                    result.GetValue(targetPsnr), CalibrationSize(source), log);
+                    result.GetValue(targetPsnr), result.GetValue(calibrationSize) ?? CalibrationSize(source), log);
                 if (result.GetValue(saveRecipe) is { } save) plan.Save(save);
             }
             else if (result.GetValue(targetBits) is not null || result.GetValue(targetPsnr) is not null)

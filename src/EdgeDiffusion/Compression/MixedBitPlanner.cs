@@ -218,6 +218,7 @@ public static class MixedBitRecipes
         IReadOnlyList<string>? components, int samples, double? targetBits, double? targetPsnrDb, int spatialSize, IProgress<string>? progress = null)
     {
         if (samples < 1) throw new InvalidArgumentException("--calibration-samples", $"{samples} must be at least 1");
+        if (spatialSize < 1) throw new InvalidArgumentException("--calibration-size", $"{spatialSize} must be at least 1");
         var files = Directory.Exists(source)
             ? (components ?? ModelFolderCompressor.ComponentsOf(source)).Select(c => (c, Path.Combine(source, c, ModelFolderCompressor.ModelFileName))).ToList()
             : [(CompressionRecipe.SingleModelComponent, source)];
