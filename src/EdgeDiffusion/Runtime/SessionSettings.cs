@@ -57,7 +57,7 @@ public sealed record SessionSettings
     public static IReadOnlyDictionary<string, string> DecompressionEntries(DecompressionMode mode) => mode switch
     {
         DecompressionMode.Jit => new Dictionary<string, string> { ["optimization.disable_specified_optimizers"] = "ConstantFolding" },
-        _ => new Dictionary<string, string> { ["session.disable_quant_qdq"] = "1" },
+        _ => new Dictionary<string, string> { ["session.disable_quant_qdq"] = "1", [SessionFactory.LoadModeMarker] = "1" },
     };
 }
 
@@ -74,11 +74,16 @@ public enum DecompressionMode
 /// <summary>Creates ONNX Runtime sessions from model files, with ONNX Runtime's failures turned into typed errors naming the file.</summary>
 public static class SessionFactory
 {
+    /// <summary>Our own config entry (ONNX Runtime ignores unknown keys) marking a compressed model in load mode.</summary>
+    internal const string LoadModeMarker = "edgediffusion.expand_weights";
+
     public static InferenceSession Create(string modelPath, SessionSettings? settings = null)
     {
         settings = WithDecompression(modelPath, settings ?? SessionSettings.Default);
-        // ONNX Runtime cannot save a graph holding compiled partitions, so such sessions bypass the cache.
-        return settings.Cache is { } cache && File.Exists(modelPath) && !settings.Execution.CompilesGraph
+        // ONNX Runtime cannot save a graph holding compiled partitions, so such sessions bypass the cache; so do expanded
+        // (load-mode) compressed models, whose float32 weights would only be cached again in full.
+        bool expands = settings.Decompression == DecompressionMode.Load && settings.ConfigEntries.ContainsKey(LoadModeMarker);
+        return settings.Cache is { } cache && File.Exists(modelPath) && !settings.Execution.CompilesGraph && !expands
             ? cache.Create(modelPath, settings, out _)
             : Create(modelPath, settings, optimizedModelPath: null);
     }
@@ -159,13 +164,21 @@ public static class SessionFactory
             options.EnableProfiling = true;
         }
         foreach (var (key, value) in settings.ConfigEntries) options.AddSessionConfigEntry(key, value);
+        WeightExpansion? expansion = null;
         try
         {
             settings.Execution.Apply(options);
+            if (optimizedModelPath is null && settings.ConfigEntries.ContainsKey(LoadModeMarker)
+                && (expansion = WeightExpansion.TryCreate(modelPath, settings.IntraOpThreads)) is not null)
+            {
+                expansion.AddTo(options);
+                return new ExpandedWeightsSession(expansion.Model, options, expansion);
+            }
             return new InferenceSession(modelPath, options);
         }
         catch (OnnxRuntimeException e)
         {
+            expansion?.Dispose();
             throw new Onnx.OnnxFormatException(modelPath, $"ONNX Runtime cannot load it: {e.Message.Split('\n')[0]}", e);
         }
     }

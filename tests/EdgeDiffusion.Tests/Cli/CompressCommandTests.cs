@@ -38,6 +38,25 @@ public sealed class CompressCommandTests : IDisposable
     }
 
     [Fact]
+    public void PalettizedModelGivesTheSamePictureWhetherExpandedAtLoadOrPerLayer()
+    {
+        // Both modes compute exactly the table look-ups the graph describes (no fused kernels change the arithmetic), so
+        // the pictures must be identical; load mode expands the weights once in a side session, jit in every call.
+        string output = Path.Combine(_dir, "p4");
+        var result = CliRunner.Run("compress", TinyShapes, "-o", output, "--bits", "4", "--granularity", "per-grouped-channel", "--components", "unet,text_encoder", "-q");
+        Assert.True(result.ExitCode == 0, result.Error);
+        var pixels = new List<byte[]>();
+        foreach (var mode in new[] { "jit", "load" })
+        {
+            string png = Path.Combine(_dir, $"p4-{mode}.png");
+            var run = CliRunner.Run("generate", "a green square on a white background", "--model", output, "-o", png, "-q", "--no-cache", "--steps", "6", "--decompress", mode);
+            Assert.True(run.ExitCode == 0, run.Error);
+            pixels.Add(EdgeDiffusion.Imaging.RgbaImage.Decode(File.ReadAllBytes(png)).Pixels);
+        }
+        Assert.Equal(pixels[0], pixels[1]);
+    }
+
+    [Fact]
     public void JsonReportListsEveryCompressedWeight()
     {
         string output = Path.Combine(_dir, "te.onnx");
