@@ -10,10 +10,15 @@ public sealed record InitializerSummary(string Name, string Dtype, IReadOnlyList
 
 public sealed record ExternalFileSummary(string Location, long Bytes, int Tensors);
 
-/// <summary>Weight compression found in a graph: the decompression subgraphs that feed weights, by kind.</summary>
-public sealed record CompressionSummary(int DequantizeLinear, int LookupTables, int MatMulNBits, int ScatteredSparse, long CompressedWeightBytes)
+/// <summary>
+/// Weight compression found in a graph: the decompression subgraphs that feed weights, by kind; ComputedWeights counts
+/// Conv/MatMul/Gemm weights computed from initializers through any decompression op (pruned weights scattered back with
+/// CumSum/Gather/Where included).
+/// </summary>
+public sealed record CompressionSummary(int DequantizeLinear, int LookupTables, int MatMulNBits, int ScatteredSparse, long CompressedWeightBytes,
+    int ComputedWeights = 0)
 {
-    public bool Compressed => DequantizeLinear + LookupTables + MatMulNBits + ScatteredSparse > 0;
+    public bool Compressed => DequantizeLinear + LookupTables + MatMulNBits + ScatteredSparse + ComputedWeights > 0;
 }
 
 public sealed record ModelInspection(
@@ -120,7 +125,28 @@ public static class ModelInspector
             }
             if (weight is not null && initializers.TryGetValue(weight, out var t)) bytes += Math.Max(0, TensorData.RawByteCount(t, file));
         }
-        return new CompressionSummary(dq, lut, nbits, scatter, bytes);
+        return new CompressionSummary(dq, lut, nbits, scatter, bytes, ComputedWeights(graph, initializers));
+    }
+
+    private static readonly HashSet<string> DecompressionOps = new(StringComparer.Ordinal)
+    {
+        "DequantizeLinear", "Gather", "GatherElements", "BitShift", "BitwiseAnd", "BitwiseOr", "CumSum", "Where", "ScatterElements", "ScatterND",
+    };
+
+    /// <summary>Weight inputs (Conv/MatMul/Gemm input 1) computed from initializers alone through a decompression op.</summary>
+    private static int ComputedWeights(GraphProto graph, Dictionary<string, TensorProto> initializers)
+    {
+        var decompressed = new Dictionary<string, bool>(StringComparer.Ordinal);
+        foreach (var name in initializers.Keys) decompressed[name] = false;
+        int count = 0;
+        foreach (var node in graph.Node)
+        {
+            if (node.OpType is "Conv" or "MatMul" or "Gemm" && node.Input.Count > 1 && decompressed.TryGetValue(node.Input[1], out bool d) && d) count++;
+            if (node.Input.Any(i => i.Length > 0 && !decompressed.ContainsKey(i)) || (node.Input.Count == 0 && node.OpType != "Constant")) continue;
+            bool result = DecompressionOps.Contains(node.OpType) || node.Input.Any(i => i.Length > 0 && decompressed[i]);
+            foreach (var o in node.Output) decompressed[o] = result;
+        }
+        return count;
     }
 
     /// <summary>

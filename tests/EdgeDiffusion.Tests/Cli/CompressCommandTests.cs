@@ -121,6 +121,22 @@ public sealed class CompressCommandTests : IDisposable
     }
 
     [Fact]
+    public void PrunedModelIsRecognisedAsCompressed()
+    {
+        // Pruned weights are scattered back by CumSum/Gather/Where, not by a look-up table or DequantizeLinear: the
+        // inspector (and so the jit/load session settings) must still see them.
+        string source = Path.Combine(TinyShapes, "text_encoder", "model.onnx"), output = Path.Combine(_dir, "pruned.onnx");
+        var result = CliRunner.Run("compress", source, "-o", output, "--method", "prune", "--n-m", "2:4", "-q");
+        Assert.True(result.ExitCode == 0, result.Error);
+        using var model = EdgeDiffusion.Onnx.OnnxModel.Load(output);
+        var summary = EdgeDiffusion.Onnx.ModelInspector.DetectCompression(model.Graph, output);
+        Assert.True(summary.Compressed);
+        Assert.True(summary.ComputedWeights > 0);
+        using var original = EdgeDiffusion.Onnx.OnnxModel.Load(source);
+        Assert.False(EdgeDiffusion.Onnx.ModelInspector.DetectCompression(original.Graph, source).Compressed);
+    }
+
+    [Fact]
     public void MissingInputExistingOutputAndCorruptRecipeAreClearErrors()
     {
         var missing = CliRunner.Run("compress", Path.Combine(_dir, "nope"), "-o", Path.Combine(_dir, "x"));
