@@ -165,15 +165,7 @@ public static class MixedBitPlanner
                 proto.Graph.Input.Add(input);
                 continue;
             }
-            if (t.DataLocation == TensorProto.Types.DataLocation.External)
-            {
-                var inline = t.Clone();
-                inline.RawData = ByteString.CopyFrom(model.ReadRawBytes(t));
-                inline.ExternalData.Clear();
-                inline.ClearDataLocation();
-                kept.Add(inline);
-            }
-            else kept.Add(t);
+            kept.Add(model.Inlined(t));
         }
         proto.Graph.Initializer.Clear();
         proto.Graph.Initializer.AddRange(kept);

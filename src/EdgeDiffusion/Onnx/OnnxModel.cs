@@ -86,6 +86,17 @@ public sealed class OnnxModel : IDisposable
     /// <summary>Values of a numeric tensor of this model converted to float32.</summary>
     public float[] ReadAsFloat(TensorProto tensor) => TensorData.ReadAsFloat(tensor, External, File);
 
+    /// <summary>The tensor with its data inline: a copy when the data lives in an external file, the same object otherwise.</summary>
+    public TensorProto Inlined(TensorProto tensor)
+    {
+        if (tensor.DataLocation != TensorProto.Types.DataLocation.External) return tensor;
+        var inline = tensor.Clone();
+        inline.RawData = Google.Protobuf.ByteString.CopyFrom(ReadRawBytes(tensor));
+        inline.ExternalData.Clear();
+        inline.ClearDataLocation();
+        return inline;
+    }
+
     /// <summary>
     /// Writes the model to <paramref name="path"/> (and its data file), through temporary files that are renamed
     /// into place only when complete. The in-memory model is not changed.

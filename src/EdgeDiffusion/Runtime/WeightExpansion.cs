@@ -81,7 +81,7 @@ internal sealed class WeightExpansion : IDisposable
         decompression.OpsetImport.AddRange(model.Proto.OpsetImport);
         decompression.Graph.Node.AddRange(graph.Node.Where(needed.Contains));
         var read = new HashSet<string>(needed.SelectMany(n => n.Input), StringComparer.Ordinal);
-        foreach (var t in graph.Initializer.Where(t => read.Contains(t.Name))) decompression.Graph.Initializer.Add(Inline(model, t));
+        foreach (var t in graph.Initializer.Where(t => read.Contains(t.Name))) decompression.Graph.Initializer.Add(model.Inlined(t));
         foreach (var name in expanded) decompression.Graph.Output.Add(new ValueInfoProto { Name = name });
 
         // The main graph: decompression nodes gone, each expanded weight external data in a temporary file that the
@@ -91,7 +91,7 @@ internal sealed class WeightExpansion : IDisposable
         main.Graph.Node.AddRange(graph.Node.Where(n => !needed.Contains(n)).Select(n => n.Clone()));
         var stillRead = new HashSet<string>(main.Graph.Node.SelectMany(n => n.Input).Concat(graph.Output.Select(o => o.Name)), StringComparer.Ordinal);
         main.Graph.Initializer.Clear();
-        foreach (var t in graph.Initializer.Where(t => stillRead.Contains(t.Name))) main.Graph.Initializer.Add(Inline(model, t));
+        foreach (var t in graph.Initializer.Where(t => stillRead.Contains(t.Name))) main.Graph.Initializer.Add(model.Inlined(t));
 
         string folder = Directory.CreateDirectory(Path.Combine(Path.GetTempPath(), "edgediffusion-expanded")).FullName;
         string file = Path.Combine(folder, $"{Guid.NewGuid():N}.bin");
@@ -129,16 +129,6 @@ internal sealed class WeightExpansion : IDisposable
             TryDelete(file);
             throw;
         }
-    }
-
-    private static TensorProto Inline(OnnxModel model, TensorProto tensor)
-    {
-        if (tensor.DataLocation != TensorProto.Types.DataLocation.External) return tensor;
-        var inline = tensor.Clone();
-        inline.RawData = ByteString.CopyFrom(model.ReadRawBytes(tensor));
-        inline.ExternalData.Clear();
-        inline.ClearDataLocation();
-        return inline;
     }
 
     internal static void TryDelete(string file)
