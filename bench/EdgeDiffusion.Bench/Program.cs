@@ -45,6 +45,17 @@ public static class Program
                 string model = Option("--model", Path.Combine("models", "tiny-shapes"));
                 var set = Shapes.HeldOutSet.Load(Option("--heldout", Path.Combine(model, "evaluation", "heldout.json")));
                 int seedCount = int.Parse(Option("--seeds", "2"), CultureInfo.InvariantCulture);
+                if (args.Contains("--through-vae"))
+                {
+                    string? dir = args.Contains("--save") ? Directory.CreateDirectory(Path.Combine(".bench", "shapes")).FullName : null;
+                    Console.WriteLine($"drawn: {Shapes.ShapesEvaluation.Drawn(set, saveDir: dir)}");
+                    using var encoder = new Pipelines.OnnxVaeEncoder(Path.Combine(model, "vae_encoder", "model.onnx"));
+                    using var decoder = new Pipelines.OnnxVaeDecoder(Path.Combine(model, "vae_decoder", "model.onnx"));
+                    var vae = Shapes.ShapesEvaluation.Drawn(set, encoder, decoder, dir);
+                    Console.WriteLine($"{model}: drawn, through vae_encoder -> vae_decoder: {vae}");
+                    foreach (var miss in vae.Misses.Take(20)) Console.WriteLine("  miss: " + miss);
+                    return 0;
+                }
                 using var pipeline = Pipelines.StableDiffusionPipeline.Load(model);
                 var watch = System.Diagnostics.Stopwatch.StartNew();
                 var score = Shapes.ShapesEvaluation.Run(pipeline, set, Enumerable.Range(0, seedCount).Select(i => (ulong)i).ToArray(),
@@ -69,9 +80,9 @@ public static class Program
             default:
                 Console.Error.WriteLine("usage: EdgeDiffusion.Bench compression-quality [--model models/tiny-shapes] [--seeds 2] [--only TEXT] [--recipe FILE] [--decompress load|jit]\n" +
                     "       EdgeDiffusion.Bench decompress-ops [--runs 5] [--threads 2] [--only TEXT]\n" +
-                    "       EdgeDiffusion.Bench EdgeDiffusion.Bench onnx-io [--gb 3.4] [--width 4096] [--dir DIR]\n" +
+                    "       EdgeDiffusion.Bench onnx-io [--gb 3.4] [--width 4096] [--dir DIR]\n" +
                     "       EdgeDiffusion.Bench startup [--arch sd15] [--component unet] [--mode plain|ours|cache-cold|cache-warm] [--runs 4] [--latent 64] [--batch 2] [--fixed] [--fresh-inputs] [--no-arena] [--memory-pattern|--no-memory-pattern] [--model-dir DIR] [--decompress jit|load]\n" +
-                    "       EdgeDiffusion.Bench shapes [--model models/tiny-shapes] [--seeds 2] [--steps 20] [--guidance 7.5] [--save] [--grid FILE]\n" +
+                    "       EdgeDiffusion.Bench shapes [--model models/tiny-shapes] [--seeds 2] [--steps 20] [--guidance 7.5] [--save] [--grid FILE] [--through-vae]\n" +
                     "       EdgeDiffusion.Bench pipeline [--arch tiny|sd15|sd21|sd-turbo | --model DIR] [--size 64] [--steps 20] [--warmup 2] [--scheduler euler] [--guidance 7.5] [--dir DIR]");
                 return 2;
         }

@@ -27,7 +27,7 @@ def _onnx(module, args, path, inputs, outputs, axes):
     os.replace(tmp, path)
 
 
-def export_folder(out, tokenizer, text_encoder, unet, vae, scaling_factor, text_cfg, unet_cfg, info):
+def export_folder(out, tokenizer, text_encoder, unet, vae, scaling_factor, text_cfg, unet_cfg, vae_cfg, info):
     """text_encoder/unet are the (EMA) modules to export; vae holds .encoder/.decoder."""
     text_encoder, unet, vae = (copy.deepcopy(m).eval().float() for m in (text_encoder, unet, vae))
     tokenizer.save(os.path.join(out, "tokenizer"))
@@ -55,7 +55,7 @@ def export_folder(out, tokenizer, text_encoder, unet, vae, scaling_factor, text_
         "norm_num_groups": 8, "norm_eps": 1e-5, "prediction_type": "epsilon"})
 
     vae_cfg = {"_class_name": "AutoencoderKL", "in_channels": 3, "out_channels": 3, "latent_channels": 4,
-               "block_out_channels": [16, 32, 64, 64], "layers_per_block": 1, "sample_size": s * 8,
+               "block_out_channels": list(vae_cfg["channels"]), "layers_per_block": 1, "sample_size": s * 8,
                "scaling_factor": scaling_factor}
     _onnx(VaeEncoderExport(vae.encoder), (torch.zeros(1, 3, s * 8, s * 8),), os.path.join(out, "vae_encoder", "model.onnx"),
           ["sample"], ["latent_sample"], {"sample": {0: "batch", 2: "height", 3: "width"}, "latent_sample": {0: "batch", 2: "height", 3: "width"}})

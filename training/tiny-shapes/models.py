@@ -82,9 +82,9 @@ class Decoder(nn.Module):
 
 
 class VAE(nn.Module):
-    def __init__(self):
+    def __init__(self, ch=(16, 32, 64, 64)):
         super().__init__()
-        self.encoder, self.decoder = Encoder(), Decoder()
+        self.encoder, self.decoder = Encoder(ch), Decoder(ch)
 
     def forward(self, x, sample=True):
         moments = self.encoder(x)
@@ -194,14 +194,33 @@ class Transformer(nn.Module):
         return x + self.proj_out(h)
 
 
+def coordinates(x):
+    """Two channels with the normalised pixel-centre coordinates (x then y, each in (-1, 1)) of x's height and width."""
+    b, _, h, w = x.shape
+    ys = (torch.arange(h, dtype=x.dtype) + 0.5) * (2.0 / h) - 1.0
+    xs = (torch.arange(w, dtype=x.dtype) + 0.5) * (2.0 / w) - 1.0
+    grid = torch.stack([xs[None, :].expand(h, w), ys[:, None].expand(h, w)])
+    return grid[None].expand(b, 2, h, w)
+
+
+def zero_(module):
+    for p in module.parameters():
+        nn.init.zeros_(p)
+    return module
+
+
 class UNet(nn.Module):
-    def __init__(self, ch=(64, 128), context_dim=96, temb_in=64):
+    """coords: conv_in also sees two coordinate channels, so "top left" etc. can be tied to absolute positions (the
+    convolutions alone only see position through their zero padding). zero_init: residual branches (ResBlock conv2,
+    transformer proj_out) and conv_out start at zero, as in the ADM/SD UNets, so every block starts as the identity."""
+    def __init__(self, ch=(64, 128), context_dim=96, temb_in=64, coords=False, zero_init=False):
         super().__init__()
         c0, c1 = ch
         td = 4 * c0
         self.temb_in = temb_in
+        self.coords = coords
         self.time = nn.Sequential(nn.Linear(temb_in, td), nn.SiLU(), nn.Linear(td, td))
-        self.conv_in = nn.Conv2d(4, c0, 3, padding=1)
+        self.conv_in = nn.Conv2d(6 if coords else 4, c0, 3, padding=1)
         self.down0_res, self.down0_attn = ResBlock(c0, c0, td), Transformer(c0, context_dim)
         self.down0_sample = nn.Conv2d(c0, c0, 3, stride=2, padding=1)
         self.down1_res, self.down1_attn = ResBlock(c0, c1, td), Transformer(c1, context_dim)
@@ -215,11 +234,18 @@ class UNet(nn.Module):
         self.up0_attn = nn.ModuleList([Transformer(c0, context_dim), Transformer(c0, context_dim)])
         self.norm_out = gn(c0)
         self.conv_out = nn.Conv2d(c0, 4, 3, padding=1)
+        if zero_init:
+            for m in self.modules():
+                if isinstance(m, ResBlock):
+                    zero_(m.conv2)
+                elif isinstance(m, Transformer):
+                    zero_(m.proj_out)
+            zero_(self.conv_out)
 
     def forward(self, sample, timestep, encoder_hidden_states):
         ctx = encoder_hidden_states
         t = self.time(timestep_embedding(timestep, self.temb_in))
-        h = self.conv_in(sample)
+        h = self.conv_in(torch.cat([sample, coordinates(sample)], dim=1) if self.coords else sample)
         skips = [h]
         h = self.down0_attn(self.down0_res(h, t), ctx)
         skips.append(h)

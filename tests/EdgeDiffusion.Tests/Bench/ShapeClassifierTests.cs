@@ -70,3 +70,39 @@ public sealed class ShapeClassifierTests
     public void PositionsFollowTheThreeByThreeGrid(double fx, double fy, string expected) =>
         Assert.Equal(expected, ShapeClassifier.PositionOf(fx, fy));
 }
+
+public sealed class ShapeDrawingTests
+{
+    private static HeldOutSet Set => HeldOutSet.Load(Path.Combine(TestData.RepoRoot, "training", "tiny-shapes", "heldout.json"));
+
+    [Fact]
+    public void HeldOutPicturesDrawnExactlyReadAsTheirCaptions()
+    {
+        // The drawing matches data.py's (4x4 coverage, blended, rounded) and the classifier reads every colour and shape
+        // of it right; positions only where the centroid falls in the named third (a large triangle's centroid sits
+        // lower than its bounding-box centre, so "top" ones read as the middle row).
+        var score = ShapesEvaluation.Drawn(Set);
+        Assert.Equal(72, score.Images);
+        Assert.Equal((1.0, 1.0, 1.0), (score.Background, score.Color, score.Shape));
+        Assert.True(score.Position >= 0.9, score.ToString());
+    }
+
+    [Fact]
+    public void DrawsShapesWithTheirAreasAndAntiAliasedEdges()
+    {
+        var set = Set;
+        var caption = new HeldOutCaption("a large red triangle in the center on a white background", "triangle", 1, "red", "white", "center", "large");
+        var image = ShapeDrawing.Draw(set, caption);
+        int red = 0, mixed = 0;
+        for (int i = 0; i < image.Pixels.Length; i += 4)
+        {
+            if (image.Pixels[i + 1] == 30) red++;          // pure foreground (220, 30, 30)
+            else if (image.Pixels[i + 1] != 245) mixed++;  // edge pixels between foreground and white
+        }
+        // 30 px box: area 450 px², split between fully covered and edge pixels.
+        Assert.InRange(red + mixed / 2.0, 420, 480);
+        Assert.True(mixed > 40, $"{mixed} edge pixels");
+        Assert.True(ShapeDrawing.Inside("circle", 10, 0, 10) && !ShapeDrawing.Inside("circle", 8, 8, 10));
+        Assert.True(ShapeDrawing.Inside("square", 8, 8, 10) && !ShapeDrawing.Inside("triangle", 8, -8, 10));
+    }
+}

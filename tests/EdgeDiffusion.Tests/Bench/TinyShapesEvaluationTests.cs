@@ -7,8 +7,9 @@ namespace EdgeDiffusion.Tests.Bench;
 /// <summary>
 /// The shipped default model against its held-out captions (combinations training never saw), fixed seeds, each picture
 /// read by <see cref="ShapeClassifier"/>. Thresholds sit a few points under the figures measured when the model was
-/// trained (docs/benchmarks.md: 100 %, 88.2 %, 31.2 % over these 144 pictures), so a regression in the pipeline, the
-/// schedulers or the model fails here. The targets (≥ 90 % foreground colour, ≥ 80 % shape) are not met yet.
+/// trained (docs/benchmarks.md: 100 %, 97.2 %, 46.5 % over these 144 pictures), so a regression in the pipeline, the
+/// schedulers or the model fails here. The shape target (≥ 80 %) is not met yet: the VAE alone keeps only
+/// 59.7 % of the held-out shapes (<see cref="DefaultVaeKeepsTheShapes"/>).
 /// </summary>
 public sealed class TinyShapesEvaluationTests(ITestOutputHelper output)
 {
@@ -24,7 +25,22 @@ public sealed class TinyShapesEvaluationTests(ITestOutputHelper output)
         output.WriteLine(score.ToString());
         foreach (var miss in score.Misses) output.WriteLine("  " + miss);
         Assert.True(score.Background >= 0.95, score.ToString());
-        Assert.True(score.Color >= 0.84, score.ToString());
-        Assert.True(score.Shape >= 0.27, score.ToString());
+        Assert.True(score.Color >= 0.93, score.ToString());
+        Assert.True(score.Shape >= 0.42, score.ToString());
+    }
+
+    [Fact]
+    public void DefaultVaeKeepsTheShapes()
+    {
+        // The held-out pictures drawn exactly and passed through vae_encoder -> vae_decoder: the ceiling of the shape
+        // metric for any UNet on this VAE (measured 59.7 %; the previous VAE 41.7 %).
+        var set = HeldOutSet.Load(Path.Combine(Model, "evaluation", "heldout.json"));
+        using var encoder = new OnnxVaeEncoder(Path.Combine(Model, "vae_encoder", "model.onnx"));
+        using var decoder = new OnnxVaeDecoder(Path.Combine(Model, "vae_decoder", "model.onnx"));
+        var score = ShapesEvaluation.Drawn(set, encoder, decoder);
+        output.WriteLine(score.ToString());
+        foreach (var miss in score.Misses) output.WriteLine("  " + miss);
+        Assert.True(score.Background >= 0.95 && score.Color >= 0.95, score.ToString());
+        Assert.True(score.Shape >= 0.55, score.ToString());
     }
 }
