@@ -216,7 +216,7 @@ public static class MixedBitRecipes
             : [(CompressionRecipe.SingleModelComponent, source)];
         var recipe = new CompressionRecipe
         {
-            Description = FormattableString.Invariant($"mixed-bit {baseSpec} over {{{string.Join(",", bits)}}} bits, ") +
+            Description = FormattableString.Invariant($"mixed-bit {baseSpec.Method.ToString().ToLowerInvariant()} over {{{string.Join(",", bits)}}} bits, ") +
                 (targetBits is { } tb ? FormattableString.Invariant($"target {tb} bits") : FormattableString.Invariant($"target {targetPsnrDb} dB")),
         };
         foreach (var (component, file) in files)
