@@ -17,6 +17,7 @@ public static class Program
         root.Subcommands.Add(CompressCommand.Create());
         root.Subcommands.Add(DevicesCommand.Create());
         root.Subcommands.Add(ProfileCommand.Create());
+        root.Subcommands.Add(BenchCommand.Create());
         return root;
     }
 }

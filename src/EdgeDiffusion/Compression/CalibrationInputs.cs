@@ -21,8 +21,10 @@ public sealed class CalibrationInputs : IDisposable
     public IReadOnlyList<(string Name, OrtValue Value)[]> Samples => _samples;
 
     /// <param name="spatialSize">Size given to symbolic dimensions other than batch and sequence (latent height/width).</param>
-    public static CalibrationInputs For(GraphProto graph, int samples, int spatialSize, ulong seed = 0)
+    /// <param name="batch">Size given to symbolic batch dimensions (2 for a UNet run with classifier-free guidance).</param>
+    public static CalibrationInputs For(GraphProto graph, int samples, int spatialSize, ulong seed = 0, int batch = 1)
     {
+        if (batch < 1) throw new InvalidArgumentException(nameof(batch), $"{batch} must be at least 1");
         var initializers = new HashSet<string>(graph.Initializer.Select(t => t.Name), StringComparer.Ordinal);
         var inputs = graph.Input.Where(i => !initializers.Contains(i.Name)).ToList();
         var result = new CalibrationInputs();
@@ -33,7 +35,7 @@ public sealed class CalibrationInputs : IDisposable
                 var random = new Schedulers.GaussianNoise(seed * 1000 + (ulong)s);
                 var sample = new (string, OrtValue)[inputs.Count];
                 for (int i = 0; i < inputs.Count; i++)
-                    sample[i] = (inputs[i].Name, Create(graph, inputs[i], s, spatialSize, random));
+                    sample[i] = (inputs[i].Name, Create(graph, inputs[i], s, spatialSize, batch, random));
                 result._samples.Add(sample);
             }
             return result;
@@ -45,10 +47,10 @@ public sealed class CalibrationInputs : IDisposable
         }
     }
 
-    private static OrtValue Create(GraphProto graph, ValueInfoProto input, int sample, int spatialSize, Schedulers.GaussianNoise random)
+    private static OrtValue Create(GraphProto graph, ValueInfoProto input, int sample, int spatialSize, int batch, Schedulers.GaussianNoise random)
     {
         var tensorType = input.Type?.TensorType ?? throw new InvalidArgumentException("model", $"input '{input.Name}' is not a tensor; calibration supports tensor inputs only");
-        long[] shape = tensorType.Shape?.Dim.Select(d => d.HasDimValue && d.DimValue > 0 ? d.DimValue : SymbolicSize(d.DimParam, input.Name, spatialSize)).ToArray() ?? [];
+        long[] shape = tensorType.Shape?.Dim.Select(d => d.HasDimValue && d.DimValue > 0 ? d.DimValue : SymbolicSize(d.DimParam, input.Name, spatialSize, batch)).ToArray() ?? [];
         long count = shape.Aggregate(1L, (a, d) => a * d);
         string name = input.Name.ToLowerInvariant();
         switch ((DT)tensorType.ElemType)
@@ -78,10 +80,10 @@ public sealed class CalibrationInputs : IDisposable
 
     private static int Timestep(int sample) => sample switch { 0 => 999, 1 => 500, 2 => 100, _ => 999 - 997 * sample % 1000 };
 
-    private static long SymbolicSize(string param, string input, int spatialSize)
+    private static long SymbolicSize(string param, string input, int spatialSize, int batch)
     {
         string p = param.ToLowerInvariant();
-        if (p.Contains("batch")) return 1;
+        if (p.Contains("batch")) return batch;
         if (p.Contains("sequence") || p.Contains("seq") || input.Contains("ids", StringComparison.OrdinalIgnoreCase)) return 77;
         return spatialSize;
     }

@@ -1,0 +1,89 @@
+using System.Text.Json;
+using EdgeDiffusion.Benchmarks;
+using EdgeDiffusion.Compression;
+
+namespace EdgeDiffusion.Tests.Cli;
+
+[Collection("Console")]
+public sealed class BenchCommandTests : IDisposable
+{
+    private readonly string _dir = TestData.NewTempDir("bench");
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private JsonElement Bench(params string[] extra)
+    {
+        var result = CliRunner.Run(["bench", "--arch", "tiny", "--res", "32", "--runs", "2", "--warmup", "1", "--gemm-size", "256", "--dir", _dir, "--json", .. extra]);
+        Assert.True(result.ExitCode == 0, result.Error);
+        return JsonDocument.Parse(result.Out).RootElement.Clone();
+    }
+
+    private static Dictionary<string, long> DiskBytes(JsonElement report) =>
+        report.GetProperty("components").EnumerateArray().ToDictionary(c => c.GetProperty("name").GetString()!, c => c.GetProperty("disk_bytes").GetInt64());
+
+    [Fact]
+    public void JsonHasPositiveMediansAndDiskSizesOfTheFiles()
+    {
+        var report = Bench();
+        Assert.Contains("random weights", report.GetProperty("note").GetString());
+        Assert.True(report.GetProperty("gemm_probe").GetProperty("peak_gflops").GetDouble() > 0);
+        var components = report.GetProperty("components").EnumerateArray().ToList();
+        Assert.Equal(new[] { "text_encoder", "unet", "vae_decoder" }, components.Select(c => c.GetProperty("name").GetString()));
+        foreach (var c in components)
+        {
+            Assert.True(c.GetProperty("median_ms").GetDouble() > 0);
+            Assert.Equal(2, c.GetProperty("latencies_ms").GetArrayLength());
+            string model = c.GetProperty("model").GetString()!;
+            long files = new DirectoryInfo(Path.GetDirectoryName(model)!).EnumerateFiles("model.onnx*").Sum(f => f.Length);
+            Assert.Equal(files, c.GetProperty("disk_bytes").GetInt64());
+            Assert.Equal(JsonValueKind.Null, c.GetProperty("achieved_gflops").ValueKind);
+            if (OperatingSystem.IsLinux()) Assert.True(c.GetProperty("peak_rss_bytes").GetInt64() > 0);
+        }
+        var unet = components[1];
+        Assert.Equal(2, unet.GetProperty("batch").GetInt32());
+        Assert.Contains("sample[2x4x4x4]", unet.GetProperty("inputs").EnumerateArray().Select(i => i.GetString()));
+        Assert.True(unet.GetProperty("iterations_per_second").GetDouble() > 0);
+    }
+
+    [Fact]
+    public void CompressedVariantIsSmallerOnDiskAndTheTableAndMarkdownSayWeightsAreRandom()
+    {
+        var plain = DiskBytes(Bench());
+        var compressed = Bench("--compression", "palettize:4", "--decompress", "load");
+        Assert.EndsWith("tiny-palettize-4", compressed.GetProperty("model_folder").GetString());
+        var packed = DiskBytes(compressed);
+        Assert.True(packed["unet"] < plain["unet"], $"{packed["unet"]} vs {plain["unet"]}");
+        Assert.True(packed.Values.Sum() < plain.Values.Sum());
+
+        string md = Path.Combine(_dir, "bench.md");
+        var table = CliRunner.Run("bench", "--arch", "tiny", "--res", "32", "--runs", "1", "--gemm-size", "0", "--dir", _dir, "--markdown", md);
+        Assert.True(table.ExitCode == 0, table.Error);
+        Assert.Contains("random weights", table.Out);
+        Assert.Contains("| unet |", File.ReadAllText(md));
+    }
+
+    [Theory]
+    [InlineData("--arch", "--arch", "sd99")]
+    [InlineData("--compression", "--compression", "zip:9")]
+    [InlineData("--compression", "--compression", "palettize:7")]
+    [InlineData("--compression", "--compression", "linear:int3")]
+    [InlineData("--decompress", "--decompress", "later")]
+    [InlineData("--res", "--res", "30")]
+    [InlineData("--runs", "--runs", "0")]
+    public void BadOptionsExitTwoNamingTheOption(string named, string option, string value)
+    {
+        string[] args = ["bench", "--arch", "tiny", "--dir", _dir, "--gemm-size", "0"];
+        var result = CliRunner.Run([.. args.Where((_, i) => option != "--arch" || (i != 1 && i != 2)), option, value]);
+        Assert.Equal(2, result.ExitCode);
+        Assert.Contains($"error: {named}", result.Error);
+    }
+
+    [Fact]
+    public void ParseCompressionReadsMethodAndBitsOrType()
+    {
+        Assert.Equal(6, ComponentBenchmark.ParseCompression("palettize:6").Bits);
+        Assert.Equal(QuantizedType.Int8, ComponentBenchmark.ParseCompression("linear:int8").Dtype);
+        Assert.Equal(QuantizedType.Int4, ComponentBenchmark.ParseCompression("linear:int4").Dtype);
+        Assert.Equal(0.5, ComponentBenchmark.ParseCompression("prune:0.5").Sparsity);
+    }
+}
