@@ -57,6 +57,43 @@ public sealed class OnnxModel : IDisposable
         return model;
     }
 
+    /// <summary>
+    /// The graph of the model at <paramref name="path"/> (nodes, inputs, outputs) with its initializers' names, types,
+    /// shapes and locations but no data: weight bytes are skipped while reading, never copied, so asking what a 500 MB
+    /// inline model holds costs a pass over the file, not its size in memory twice.
+    /// </summary>
+    public static GraphProto ReadGraphOutline(string path)
+    {
+        ModelOutline outline;
+        try
+        {
+            using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
+            outline = ModelOutline.Parser.WithDiscardUnknownFields(true).ParseFrom(stream);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new OnnxFormatException(path, $"cannot be read: {e.Message}");
+        }
+        catch (InvalidProtocolBufferException e)
+        {
+            throw new OnnxFormatException(path, $"is not a valid ONNX file ({e.Message.TrimEnd('.')}); the file is corrupt or truncated, re-export or re-download it", e);
+        }
+        var graph = new GraphProto { Name = outline.Graph?.Name ?? "" };
+        if (outline.Graph is not { } g) return graph;
+        graph.Node.AddRange(g.Node);
+        graph.Input.AddRange(g.Input);
+        graph.Output.AddRange(g.Output);
+        foreach (var t in g.Initializer)
+        {
+            var tensor = new TensorProto { Name = t.Name, DataType = t.DataType };
+            if (t.HasDataLocation) tensor.DataLocation = t.DataLocation;
+            tensor.Dims.AddRange(t.Dims);
+            tensor.ExternalData.AddRange(t.ExternalData);
+            graph.Initializer.Add(tensor);
+        }
+        return graph;
+    }
+
     /// <summary>Wraps a model message built in memory; external references resolve against <paramref name="baseDirectory"/>.</summary>
     public static OnnxModel FromProto(ModelProto proto, string? baseDirectory = null, string description = "<in-memory model>") =>
         new(proto, description, Path.GetFullPath(baseDirectory ?? Directory.GetCurrentDirectory()));

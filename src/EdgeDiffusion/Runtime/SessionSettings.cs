@@ -112,8 +112,8 @@ public static class SessionFactory
     {
         try
         {
-            using var model = Onnx.OnnxModel.Load(modelPath);
-            return Onnx.ModelInspector.DetectCompression(model.Graph, modelPath).Compressed;
+            // Runs before every session: the outline skips the weights, which a full load would read and copy.
+            return Onnx.ModelInspector.DetectCompression(Onnx.OnnxModel.ReadGraphOutline(modelPath), modelPath).Compressed;
         }
         catch (Onnx.OnnxFormatException)
         {
