@@ -85,19 +85,7 @@ public static class CompressionQualityBenchmark
     {
         var options = new FolderCompressionOptions { Overwrite = true };
         if (variant.Recipe is { } file)
-        {
-            var recipe = CompressionRecipe.Load(file);
-            var encoders = new Dictionary<CompressionSpec, IWeightEncoder>();
-            return ModelFolderCompressor.Compress(model, output, (component, use) =>
-            {
-                if (!recipe.Components.TryGetValue(component, out var part) || !part.Tensors.TryGetValue(use.Name, out var spec)) return null;
-                lock (encoders)
-                {
-                    if (!encoders.TryGetValue(spec, out var e)) encoders[spec] = e = WeightEncoders.Create(spec);
-                    return e;
-                }
-            }, options);
-        }
+            return ModelFolderCompressor.Compress(model, output, CompressionRecipe.Load(file).EncoderChooser(model, file), options);
         var encoder = WeightEncoders.Create(variant.Spec!);
         return ModelFolderCompressor.Compress(model, output, (_, _) => encoder, options);
     }

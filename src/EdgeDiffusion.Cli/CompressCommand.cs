@@ -1,7 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
 using EdgeDiffusion.Compression;
-using EdgeDiffusion.Onnx;
 using EdgeDiffusion.Pipelines;
 
 namespace EdgeDiffusion.Cli;
@@ -88,7 +87,7 @@ public static class CompressCommand
             else if (result.GetValue(saveRecipe) is not null)
                 throw new InvalidArgumentException("--save-recipe", "only --mixed-bit makes a recipe");
 
-            var encoderFor = EncoderChooser(spec, plan, source, selection);
+            var encoderFor = EncoderChooser(spec, plan, source, result.GetValue(recipe) ?? "recipe");
             var options = new FolderCompressionOptions
             {
                 Model = new ModelCompressionOptions { Selection = plan is null ? selection : selection with { MinimumElements = 0 } },
@@ -198,38 +197,11 @@ public static class CompressCommand
     }
 
     /// <summary>Per component and weight: the recipe's spec when there is a recipe, else the one spec for every selected weight.</summary>
-    private static Func<string, WeightUse, IWeightEncoder?> EncoderChooser(CompressionSpec spec, CompressionRecipe? plan, string source, WeightSelection selection)
+    private static Func<string, WeightUse, IWeightEncoder?> EncoderChooser(CompressionSpec spec, CompressionRecipe? plan, string source, string recipeFile)
     {
-        if (plan is null)
-        {
-            var encoder = WeightEncoders.Create(spec);
-            return (_, _) => encoder;
-        }
-        var cache = new Dictionary<CompressionSpec, IWeightEncoder>();
-        var parts = new Dictionary<string, ComponentRecipe>(StringComparer.Ordinal);
-        return (component, use) =>
-        {
-            string key = component.Length == 0 ? CompressionRecipe.SingleModelComponent : component;
-            ComponentRecipe part;
-            lock (parts)
-            {
-                if (!parts.TryGetValue(key, out part!))
-                    parts[key] = part = plan.For(key, WeightNames(source, component), "recipe");
-            }
-            if (!part.Tensors.TryGetValue(use.Name, out var s)) return null;
-            lock (cache)
-            {
-                if (!cache.TryGetValue(s, out var e)) cache[s] = e = WeightEncoders.Create(s);
-                return e;
-            }
-        };
-    }
-
-    private static HashSet<string> WeightNames(string source, string component)
-    {
-        string file = component.Length == 0 ? source : Path.Combine(source, component, ModelFolderCompressor.ModelFileName);
-        using var model = OnnxModel.Load(file);
-        return new HashSet<string>(model.Graph.Initializer.Select(t => t.Name), StringComparer.Ordinal);
+        if (plan is not null) return plan.EncoderChooser(source, recipeFile);
+        var encoder = WeightEncoders.Create(spec);
+        return (_, _) => encoder;
     }
 }
 

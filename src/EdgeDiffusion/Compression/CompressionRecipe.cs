@@ -93,4 +93,35 @@ public sealed record CompressionRecipe
             throw new InvalidArgumentException("--recipe", $"{recipeFile}: {component} has no weight named {string.Join(", ", unknown.Select(n => $"'{n}'"))}; the recipe was made for another model");
         return part;
     }
+
+    /// <summary>
+    /// The encoder for each component's weight as the recipe says, null for weights it does not list (one encoder per
+    /// distinct spec). The first time a component comes up, the tensor names the recipe gives it are checked (see
+    /// <see cref="For"/>) against the initializers of its model, read from the graph outline. <paramref name="source"/>
+    /// is the model folder, or the single model file (component "" as <see cref="ModelFolderCompressor"/> passes it).
+    /// </summary>
+    public Func<string, WeightUse, IWeightEncoder?> EncoderChooser(string source, string recipeFile)
+    {
+        var encoders = new Dictionary<CompressionSpec, IWeightEncoder>();
+        var parts = new Dictionary<string, ComponentRecipe>(StringComparer.Ordinal);
+        return (component, use) =>
+        {
+            ComponentRecipe part;
+            lock (parts)
+            {
+                if (!parts.TryGetValue(component, out part!))
+                {
+                    string file = component.Length == 0 ? source : Path.Combine(source, component, ModelFolderCompressor.ModelFileName);
+                    var names = Onnx.OnnxModel.ReadGraphOutline(file).Initializer.Select(t => t.Name).ToHashSet(StringComparer.Ordinal);
+                    parts[component] = part = For(component.Length == 0 ? SingleModelComponent : component, names, recipeFile);
+                }
+            }
+            if (!part.Tensors.TryGetValue(use.Name, out var spec)) return null;
+            lock (encoders)
+            {
+                if (!encoders.TryGetValue(spec, out var encoder)) encoders[spec] = encoder = WeightEncoders.Create(spec);
+                return encoder;
+            }
+        };
+    }
 }

@@ -125,7 +125,7 @@ public static class ModelInspector
             }
             if (weight is not null && initializers.TryGetValue(weight, out var t)) bytes += Math.Max(0, TensorData.RawByteCount(t, file));
         }
-        return new CompressionSummary(dq, lut, nbits, scatter, bytes, ComputedWeights(graph, initializers));
+        return new CompressionSummary(dq, lut, nbits, scatter, bytes, ComputedWeights(graph));
     }
 
     private static readonly HashSet<string> DecompressionOps = new(StringComparer.Ordinal)
@@ -133,20 +133,34 @@ public static class ModelInspector
         "DequantizeLinear", "Gather", "GatherElements", "BitShift", "BitwiseAnd", "BitwiseOr", "CumSum", "Where", "ScatterElements", "ScatterND",
     };
 
-    /// <summary>Weight inputs (Conv/MatMul/Gemm input 1) computed from initializers alone through a decompression op.</summary>
-    private static int ComputedWeights(GraphProto graph, Dictionary<string, TensorProto> initializers)
+    /// <summary>
+    /// The graph's constant nodes, in order — every input an initializer or another constant node's output, no subgraph,
+    /// not random — and for each initializer and constant value whether a decompression op (DequantizeLinear, a look-up,
+    /// bit unpacking, a scatter) is among its producers: true marks a weight the graph rebuilds from compressed storage.
+    /// </summary>
+    public static (IReadOnlyList<NodeProto> Nodes, IReadOnlyDictionary<string, bool> Decompressed) DecompressionConstants(GraphProto graph)
     {
         var decompressed = new Dictionary<string, bool>(StringComparer.Ordinal);
-        foreach (var name in initializers.Keys) decompressed[name] = false;
-        int count = 0;
+        foreach (var t in graph.Initializer) decompressed[t.Name] = false;
+        var nodes = new List<NodeProto>();
         foreach (var node in graph.Node)
         {
-            if (node.OpType is "Conv" or "MatMul" or "Gemm" && node.Input.Count > 1 && decompressed.TryGetValue(node.Input[1], out bool d) && d) count++;
-            if (node.Input.Any(i => i.Length > 0 && !decompressed.ContainsKey(i)) || (node.Input.Count == 0 && node.OpType != "Constant")) continue;
+            bool isConstant = node.Attribute.All(a => a.G is null && a.Graphs.Count == 0) && !node.OpType.StartsWith("Random", StringComparison.Ordinal)
+                && node.Input.All(i => i.Length == 0 || decompressed.ContainsKey(i)) && (node.Input.Count > 0 || node.OpType == "Constant");
+            if (!isConstant) continue;
             bool result = DecompressionOps.Contains(node.OpType) || node.Input.Any(i => i.Length > 0 && decompressed[i]);
             foreach (var o in node.Output) decompressed[o] = result;
+            nodes.Add(node);
         }
-        return count;
+        return (nodes, decompressed);
+    }
+
+    /// <summary>Weight inputs (Conv/MatMul/Gemm input 1) computed from initializers alone through a decompression op.</summary>
+    private static int ComputedWeights(GraphProto graph)
+    {
+        var (_, decompressed) = DecompressionConstants(graph);
+        return graph.Node.Count(node => node.OpType is "Conv" or "MatMul" or "Gemm" && node.Input.Count > 1
+            && decompressed.TryGetValue(node.Input[1], out bool d) && d);
     }
 
     /// <summary>

@@ -14,11 +14,6 @@ namespace EdgeDiffusion.Runtime;
 /// </summary>
 internal sealed class WeightExpansion : IDisposable
 {
-    private static readonly HashSet<string> DecompressionOps = new(StringComparer.Ordinal)
-    {
-        "DequantizeLinear", "Gather", "GatherElements", "BitShift", "BitwiseAnd", "BitwiseOr", "CumSum", "Where", "ScatterElements", "ScatterND",
-    };
-
     private WeightExpansion(byte[] model, string dataFile)
     {
         Model = model;
@@ -42,20 +37,7 @@ internal sealed class WeightExpansion : IDisposable
         var graph = model.Graph;
         var initializers = graph.Initializer.ToDictionary(t => t.Name, StringComparer.Ordinal);
 
-        // Constant nodes (every input an initializer or another constant node's output) and whether a decompression op
-        // is among their ancestors.
-        var constant = new Dictionary<string, bool>(StringComparer.Ordinal);
-        foreach (var name in initializers.Keys) constant[name] = false;
-        var constantNodes = new List<NodeProto>();
-        foreach (var node in graph.Node)
-        {
-            bool isConstant = node.Attribute.All(a => a.G is null && a.Graphs.Count == 0) && !node.OpType.StartsWith("Random", StringComparison.Ordinal)
-                && node.Input.All(i => i.Length == 0 || constant.ContainsKey(i)) && (node.Input.Count > 0 || node.OpType == "Constant");
-            if (!isConstant) continue;
-            bool decompresses = DecompressionOps.Contains(node.OpType) || node.Input.Any(i => i.Length > 0 && constant[i]);
-            foreach (var o in node.Output) constant[o] = decompresses;
-            constantNodes.Add(node);
-        }
+        var (constantNodes, constant) = ModelInspector.DecompressionConstants(graph);
 
         // Expanded weights: decompressed constants read by the rest of the graph (or returned by it).
         var constantNodeSet = new HashSet<NodeProto>(constantNodes, ReferenceEqualityComparer.Instance);
