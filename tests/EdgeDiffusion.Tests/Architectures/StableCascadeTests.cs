@@ -9,26 +9,9 @@ using DT = EdgeDiffusion.Onnx.Protobuf.TensorProto.Types.DataType;
 namespace EdgeDiffusion.Tests.Architectures;
 
 /// <summary>The tiny Stable Cascade folder written once for the tests that only read it.</summary>
-public sealed class TinyCascadeFolderFixture : IDisposable
+public sealed class TinyCascadeFolderFixture() : WrittenFolderFixture("edgediff-cascade", folder => StableCascadeArchitecture.WriteFolder(StableCascadeConfig.Tiny, folder, Seed))
 {
     public const ulong Seed = 5;
-
-    public TinyCascadeFolderFixture()
-    {
-        Folder = TestData.NewTempDir("edgediff-cascade");
-        Written = StableCascadeArchitecture.WriteFolder(StableCascadeConfig.Tiny, Folder, Seed);
-    }
-
-    public string Folder { get; }
-
-    public IReadOnlyList<WrittenComponent> Written { get; }
-
-    public string Model(string component) => Path.Combine(Folder, component, "model.onnx");
-
-    public void Dispose()
-    {
-        try { Directory.Delete(Folder, recursive: true); } catch (IOException) { }
-    }
 }
 
 public class StableCascadeTests(TinyCascadeFolderFixture tiny) : IClassFixture<TinyCascadeFolderFixture>

@@ -2,15 +2,13 @@ using EdgeDiffusion.Architectures;
 
 namespace EdgeDiffusion.Tests.Architectures;
 
-/// <summary>One tiny folder written once for the tests that only read it.</summary>
-public sealed class TinyFolderFixture : IDisposable
+/// <summary>A model folder written once (by <paramref name="write"/>) for the tests that only read it.</summary>
+public abstract class WrittenFolderFixture : IDisposable
 {
-    public const ulong Seed = 42;
-
-    public TinyFolderFixture()
+    protected WrittenFolderFixture(string prefix, Func<string, IReadOnlyList<WrittenComponent>> write)
     {
-        Folder = TestData.NewTempDir("edgediff-tiny");
-        Written = StableDiffusionArchitecture.WriteFolder(StableDiffusionConfig.Tiny, Folder, Seed);
+        Folder = TestData.NewTempDir(prefix);
+        Written = write(Folder);
     }
 
     public string Folder { get; }
@@ -22,5 +20,12 @@ public sealed class TinyFolderFixture : IDisposable
     public void Dispose()
     {
         try { Directory.Delete(Folder, recursive: true); } catch (IOException) { }
+        GC.SuppressFinalize(this);
     }
+}
+
+/// <summary>The tiny Stable Diffusion folder.</summary>
+public sealed class TinyFolderFixture() : WrittenFolderFixture("edgediff-tiny", folder => StableDiffusionArchitecture.WriteFolder(StableDiffusionConfig.Tiny, folder, Seed))
+{
+    public const ulong Seed = 42;
 }
