@@ -44,13 +44,7 @@ public sealed record CompressionRecipe
     public string ToJson() => JsonSerializer.Serialize(this, Json);
 
     /// <summary>Writes the recipe to a temporary file beside <paramref name="path"/> and renames it.</summary>
-    public void Save(string path)
-    {
-        string full = Path.GetFullPath(path);
-        string temporary = full + ".tmp-" + Environment.ProcessId;
-        File.WriteAllText(temporary, ToJson());
-        File.Move(temporary, full, overwrite: true);
-    }
+    public void Save(string path) => IO.OutputFile.WriteText(path, ToJson(), "--save-recipe");
 
     /// <summary>Reads and validates a recipe; any problem is an <see cref="InvalidArgumentException"/> naming the file.</summary>
     public static CompressionRecipe Load(string path)

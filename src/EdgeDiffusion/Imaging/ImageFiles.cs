@@ -25,37 +25,6 @@ internal static class ImageFiles
     /// Writes <paramref name="bytes"/> to <paramref name="path"/> (creating its folder), replacing any file there only once the
     /// new content is fully on disk; readers never see a half-written file. Failures are <see cref="ImageException"/>s naming the path.
     /// </summary>
-    public static void WriteAllBytes(string path, ReadOnlySpan<byte> bytes)
-    {
-        ArgumentException.ThrowIfNullOrEmpty(path);
-        string full;
-        try { full = Path.GetFullPath(path); }
-        catch (Exception e) when (e is ArgumentException or NotSupportedException or PathTooLongException)
-        {
-            throw new ImageException(path, $"is not a valid file path ({e.Message.TrimEnd('.')}); pass a path like out/image.png", e);
-        }
-        if (Directory.Exists(full))
-            throw new ImageException(path, "is a folder; pass a file name such as image.png");
-        string directory = Path.GetDirectoryName(full)!;
-        string temporary = Path.Combine(directory, $".{Path.GetFileName(full)}.{Guid.NewGuid():N}.tmp");
-        try
-        {
-            Directory.CreateDirectory(directory);
-            using (var stream = new FileStream(temporary, FileMode.CreateNew, FileAccess.Write, FileShare.None))
-            {
-                stream.Write(bytes);
-                stream.Flush(flushToDisk: true);
-            }
-            File.Move(temporary, full, overwrite: true);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new ImageException(path, $"cannot be written ({e.Message.TrimEnd('.')}); check that its folder is writable and the disk has space", e);
-        }
-        finally
-        {
-            try { if (File.Exists(temporary)) File.Delete(temporary); }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
-        }
-    }
+    public static void WriteAllBytes(string path, ReadOnlySpan<byte> bytes) =>
+        IO.OutputFile.Write(path, bytes, (problem, inner) => new ImageException(path, problem, inner));
 }

@@ -40,16 +40,7 @@ public static class ProfileHtmlReport
     {
         string full = Path.GetFullPath(path);
         if (Path.GetDirectoryName(full) is not { } dir || !Directory.Exists(dir)) throw new InvalidArgumentException("--html", $"folder of {path} does not exist; create it first");
-        string temporary = full + $".tmp-{Environment.ProcessId}";
-        try
-        {
-            File.WriteAllText(temporary, Render(result, topNodes, prediction), new UTF8Encoding(false));
-            File.Move(temporary, full, overwrite: true);
-        }
-        finally
-        {
-            if (File.Exists(temporary)) File.Delete(temporary);
-        }
+        IO.OutputFile.WriteText(path, Render(result, topNodes, prediction), "--html");
     }
 
     internal static string PredictionSection(CoreMLPrediction p)
@@ -70,42 +61,9 @@ public static class ProfileHtmlReport
         return html.Append("</table>\n").ToString();
     }
 
-    /// <summary>A horizontal bar chart, largest at the top, as PNG bytes.</summary>
-    public static byte[] Chart(IReadOnlyList<GroupTiming> groups, string title)
-    {
-        var plot = new ScottPlot.Plot();
-        if (ChartFont.Value is { } font) plot.Font.Set(font);
-        var values = groups.Select(g => g.MeanUs / 1000.0).Reverse().ToArray();
-        var labels = groups.Select(g => g.Key).Reverse().ToArray();
-        var bars = plot.Add.Bars(values);
-        bars.Horizontal = true;
-        var positions = Enumerable.Range(0, labels.Length).Select(i => (double)i).ToArray();
-        plot.Axes.Left.TickGenerator = new ScottPlot.TickGenerators.NumericManual(positions, labels);
-        plot.Axes.Margins(left: 0);
-        plot.Title(title);
-        plot.XLabel("ms per run");
-        return plot.GetImageBytes(800, 120 + 28 * Math.Max(labels.Length, 1), ScottPlot.ImageFormat.Png);
-    }
-
-    /// <summary>
-    /// SkiaSharp's Linux "NoDependencies" native build has no fontconfig, so it sees no system font and ScottPlot would
-    /// draw charts without any text: register a TrueType file from the usual font folders instead.
-    /// </summary>
-    private static readonly Lazy<string?> ChartFont = new(() =>
-    {
-        if (SkiaSharp.SKFontManager.Default.FontFamilies.Any(f => f.Length > 0)) return null; // system fonts work: keep ScottPlot's choice
-        string[] folders = ["/usr/share/fonts", "/usr/local/share/fonts", Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".fonts")];
-        string[] preferred = ["DejaVuSans.ttf", "LiberationSans-Regular.ttf", "NotoSans-Regular.ttf", "Arial.ttf"];
-        var files = folders.Where(Directory.Exists).SelectMany(f =>
-        {
-            try { return Directory.EnumerateFiles(f, "*.ttf", SearchOption.AllDirectories).ToList(); }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return []; }
-        }).ToList();
-        string? file = preferred.Select(p => files.FirstOrDefault(f => Path.GetFileName(f) == p)).FirstOrDefault(f => f is not null) ?? files.FirstOrDefault();
-        if (file is null) return null;
-        ScottPlot.Fonts.AddFontFile("EdgeDiffusionChart", file);
-        return "EdgeDiffusionChart";
-    });
+    /// <summary>A horizontal bar chart of the groups' mean time, largest at the top, as PNG bytes.</summary>
+    public static byte[] Chart(IReadOnlyList<GroupTiming> groups, string title) =>
+        Imaging.BarChart.Png([.. groups.Select(g => g.Key)], [.. groups.Select(g => g.MeanUs / 1000.0)], title, "ms per run");
 
     private static string Image(byte[] png, string alt) => $"<p><img alt=\"{E(alt)}\" src=\"data:image/png;base64,{Convert.ToBase64String(png)}\"></p>\n";
 

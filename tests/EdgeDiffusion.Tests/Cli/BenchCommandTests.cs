@@ -36,13 +36,35 @@ public sealed class BenchCommandTests : IDisposable
             string model = c.GetProperty("model").GetString()!;
             long files = new DirectoryInfo(Path.GetDirectoryName(model)!).EnumerateFiles("model.onnx*").Sum(f => f.Length);
             Assert.Equal(files, c.GetProperty("disk_bytes").GetInt64());
-            Assert.Equal(JsonValueKind.Null, c.GetProperty("achieved_gflops").ValueKind);
+            // Operations are counted from the profiled warm-up; achieved GFLOP/s is that count over the median.
+            double gflop = c.GetProperty("gflop").GetDouble();
+            Assert.True(gflop > 0);
+            Assert.Equal(gflop / (c.GetProperty("median_ms").GetDouble() / 1000), c.GetProperty("achieved_gflops").GetDouble(), 6);
             if (OperatingSystem.IsLinux()) Assert.True(c.GetProperty("peak_rss_bytes").GetInt64() > 0);
         }
         var unet = components[1];
         Assert.Equal(2, unet.GetProperty("batch").GetInt32());
         Assert.Contains("sample[2x4x4x4]", unet.GetProperty("inputs").EnumerateArray().Select(i => i.GetString()));
         Assert.True(unet.GetProperty("iterations_per_second").GetDouble() > 0);
+        Assert.Equal(20, unet.GetProperty("calls_per_picture").GetInt32());
+        double composed = components.Sum(c => c.GetProperty("median_ms").GetDouble() * c.GetProperty("calls_per_picture").GetInt32());
+        Assert.Equal(composed, report.GetProperty("end_to_end_ms").GetDouble(), 6);
+        Assert.True(report.GetProperty("conv_probe").GetProperty("peak_gflops").GetDouble() > 0);
+    }
+
+    [Fact]
+    public void OneComponentWithStepsSessionOptionsAndChartsWritesPngs()
+    {
+        string charts = Path.Combine(_dir, "charts");
+        var report = Bench("--component", "unet", "--steps", "7", "--opt-level", "basic", "--session-option", "session.disable_prepacking=1", "--charts", charts);
+        var unet = Assert.Single(report.GetProperty("components").EnumerateArray());
+        Assert.Equal(7, unet.GetProperty("calls_per_picture").GetInt32());
+        Assert.Equal(JsonValueKind.Null, report.GetProperty("end_to_end_ms").ValueKind);
+        Assert.Contains("ORT_ENABLE_BASIC", report.GetProperty("settings").GetString());
+        Assert.Contains("session.disable_prepacking=1", report.GetProperty("settings").GetString());
+        var pngs = Directory.GetFiles(charts, "*.png").Select(Path.GetFileName).Order().ToArray();
+        Assert.Equal(new[] { "bench-tiny-32-float32-gflops.png", "bench-tiny-32-float32-memory.png", "bench-tiny-32-float32-time.png" }.Where(n => OperatingSystem.IsLinux() || !n.Contains("memory")), pngs);
+        foreach (var png in Directory.GetFiles(charts)) Assert.Equal(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G' }, File.ReadAllBytes(png)[..4]);
     }
 
     [Fact]
@@ -70,6 +92,10 @@ public sealed class BenchCommandTests : IDisposable
     [InlineData("--decompress", "--decompress", "later")]
     [InlineData("--res", "--res", "30")]
     [InlineData("--runs", "--runs", "0")]
+    [InlineData("--steps", "--steps", "0")]
+    [InlineData("--opt-level", "--opt-level", "max")]
+    [InlineData("--component", "--component", "prior")]
+    [InlineData("--session-option", "--session-option", "novalue")]
     public void BadOptionsExitTwoNamingTheOption(string named, string option, string value)
     {
         string[] args = ["bench", "--arch", "tiny", "--dir", _dir, "--gemm-size", "0"];
