@@ -58,6 +58,9 @@ public static class DecompressionOpsBenchmark
                 new Dictionary<string, string> { ["session.qdq_matmulnbits_accuracy_level"] = "4" });
             yield return ("im2col → DQ int4 b32 → MatMulNBits", (g, l) => "im2col:int4", none);
             yield return ("im2col → fp32 MatMul", (g, l) => "im2col:fp32", none);
+            // Activations quantized too (static scales): ONNX Runtime fuses Q → DQ → Conv → Q → DQ into QLinearConv
+            // (u8 × s8, VNNI where the CPU has it); the timing includes quantizing the input and dequantizing the output.
+            yield return ("QDQ int8 activations+weights (QLinearConv)", (g, l) => "qdq:" + DequantizeInt8(g, l), none);
         }
         yield return ("Cast(uint8)·scale, no folding", (g, l) => CastScale(g, l), noFold);
         yield return ("Gather(LUT64, Cast(uint8)), no fold", (g, l) => Lut(g, l, DT.Int32), noFold);
@@ -69,8 +72,15 @@ public static class DecompressionOpsBenchmark
         var g = new GraphBuilder(21);
         string x = g.Input("x", DT.Float, layer.Input.Select(d => (Dim)d).ToArray());
         string w = weight(g, layer);
+        bool qdq = w.StartsWith("qdq:", StringComparison.Ordinal);
+        if (qdq)
+        {
+            w = w["qdq:".Length..];
+            x = QuantizeDequantize(g, x, "x", 0.02f);
+        }
         string y = w.StartsWith("im2col:", StringComparison.Ordinal) ? Im2ColConv(g, x, layer, w["im2col:".Length..])
             : layer.IsConv ? g.Conv(x, w, pads: [1, 1, 1, 1]) : g.MatMul(x, w);
+        if (qdq) y = QuantizeDequantize(g, y, "y", 0.05f);
         g.Output(y, DT.Float);
         return g.Build();
     }
@@ -117,6 +127,15 @@ public static class DecompressionOpsBenchmark
         var bytes = new byte[count];
         new Random(seed).NextBytes(bytes);
         return bytes;
+    }
+
+    /// <summary>QuantizeLinear → DequantizeLinear with a per-tensor uint8 scale and zero point 128: the QDQ form of an activation.</summary>
+    private static string QuantizeDequantize(GraphBuilder g, string value, string name, float scale)
+    {
+        string s = g.Initializer<float>(name + "_s", [], [scale]);
+        string zp = g.InitializerRaw(name + "_zp", DT.Uint8, [], [128]);
+        string q = g.Node("QuantizeLinear", [value, s, zp])[0];
+        return g.Node("DequantizeLinear", [q, s, zp])[0];
     }
 
     private static float[] Scales(long count) => Enumerable.Range(0, (int)count).Select(i => 1e-3f * (1 + i % 7)).ToArray();
