@@ -27,6 +27,13 @@ def _onnx(module, args, path, inputs, outputs, axes):
     os.replace(tmp, path)
 
 
+def export_vae_decoder(out, decoder, latent_size):
+    """Writes out/vae_decoder/model.onnx: latent_sample [batch, 4, h, w] (unscaled) -> sample [batch, 3, 8h, 8w] in [-1, 1]."""
+    decoder = copy.deepcopy(decoder).eval().float()
+    _onnx(decoder, (torch.zeros(1, 4, latent_size, latent_size),), os.path.join(out, "vae_decoder", "model.onnx"),
+          ["latent_sample"], ["sample"], {"latent_sample": {0: "batch", 2: "height", 3: "width"}, "sample": {0: "batch", 2: "height", 3: "width"}})
+
+
 def export_folder(out, tokenizer, text_encoder, unet, vae, scaling_factor, text_cfg, unet_cfg, vae_cfg, info):
     """text_encoder/unet are the (EMA) modules to export; vae holds .encoder/.decoder."""
     text_encoder, unet, vae = (copy.deepcopy(m).eval().float() for m in (text_encoder, unet, vae))
@@ -60,8 +67,7 @@ def export_folder(out, tokenizer, text_encoder, unet, vae, scaling_factor, text_
     _onnx(VaeEncoderExport(vae.encoder), (torch.zeros(1, 3, s * 8, s * 8),), os.path.join(out, "vae_encoder", "model.onnx"),
           ["sample"], ["latent_sample"], {"sample": {0: "batch", 2: "height", 3: "width"}, "latent_sample": {0: "batch", 2: "height", 3: "width"}})
     _json(os.path.join(out, "vae_encoder", "config.json"), vae_cfg)
-    _onnx(vae.decoder, (torch.zeros(1, 4, s, s),), os.path.join(out, "vae_decoder", "model.onnx"),
-          ["latent_sample"], ["sample"], {"latent_sample": {0: "batch", 2: "height", 3: "width"}, "sample": {0: "batch", 2: "height", 3: "width"}})
+    export_vae_decoder(out, vae.decoder, s)
     _json(os.path.join(out, "vae_decoder", "config.json"), vae_cfg)
 
     # linspace: with 1000 training steps the sampling grid starts at t = 999, the noisiest trained level, so the first
