@@ -57,13 +57,16 @@ public static class Program
                     return 0;
                 }
                 using var pipeline = Pipelines.StableDiffusionPipeline.Load(model);
+                // As `edgediff generate` does: the model's recommended guidance unless one is given.
+                double guidance = args.Contains("--guidance") ? double.Parse(Option("--guidance", ""), CultureInfo.InvariantCulture)
+                    : Pipelines.StableDiffusionPipeline.ConfiguredGuidance(model) ?? Pipelines.GenerationRequest.DefaultGuidance;
                 var watch = System.Diagnostics.Stopwatch.StartNew();
                 var score = Shapes.ShapesEvaluation.Run(pipeline, set, Enumerable.Range(0, seedCount).Select(i => (ulong)i).ToArray(),
-                    int.Parse(Option("--steps", "20"), CultureInfo.InvariantCulture), double.Parse(Option("--guidance", "7.5"), CultureInfo.InvariantCulture),
+                    int.Parse(Option("--steps", "20"), CultureInfo.InvariantCulture), guidance,
                     Option("--scheduler", "euler"), args.Contains("--save") ? Directory.CreateDirectory(Path.Combine(".bench", "shapes")).FullName : null);
-                Console.WriteLine($"{model}: {score} in {watch.Elapsed.TotalSeconds:0.0} s");
+                Console.WriteLine($"{model} (guidance {guidance.ToString(CultureInfo.InvariantCulture)}): {score} in {watch.Elapsed.TotalSeconds:0.0} s");
                 foreach (var miss in score.Misses.Take(20)) Console.WriteLine("  miss: " + miss);
-                if (args.Contains("--grid")) Shapes.ShapesGrid.Write(pipeline, Option("--grid", "grid.png"));
+                if (args.Contains("--grid")) Shapes.ShapesGrid.Write(pipeline, Option("--grid", "grid.png"), guidance);
                 return 0;
             }
             case "compression-quality":
@@ -82,7 +85,7 @@ public static class Program
                     "       EdgeDiffusion.Bench decompress-ops [--runs 5] [--threads 2] [--only TEXT]\n" +
                     "       EdgeDiffusion.Bench onnx-io [--gb 3.4] [--width 4096] [--dir DIR]\n" +
                     "       EdgeDiffusion.Bench startup [--arch sd15] [--component unet] [--mode plain|ours|cache-cold|cache-warm] [--runs 4] [--latent 64] [--batch 2] [--fixed] [--fresh-inputs] [--no-arena] [--memory-pattern|--no-memory-pattern] [--model-dir DIR] [--decompress jit|load]\n" +
-                    "       EdgeDiffusion.Bench shapes [--model models/tiny-shapes] [--seeds 2] [--steps 20] [--guidance 7.5] [--save] [--grid FILE] [--through-vae]\n" +
+                    "       EdgeDiffusion.Bench shapes [--model models/tiny-shapes] [--seeds 2] [--steps 20] [--guidance G (default: the model's)] [--save] [--grid FILE] [--through-vae]\n" +
                     "       EdgeDiffusion.Bench pipeline [--arch tiny|sd15|sd21|sd-turbo | --model DIR] [--size 64] [--steps 20] [--warmup 2] [--scheduler euler] [--guidance 7.5] [--dir DIR]");
                 return 2;
         }

@@ -16,7 +16,7 @@ public static class GenerateCommand
         var model = ModelOption.Create();
         var negative = new Option<string>("--negative-prompt", "-n") { Description = "what to steer away from", DefaultValueFactory = _ => "" };
         var steps = new Option<int>("--steps") { Description = "denoising steps", DefaultValueFactory = _ => 20 };
-        var guidance = new Option<double>("--guidance", "-g") { Description = "classifier-free guidance scale (≤ 1 turns it off)", DefaultValueFactory = _ => 7.5 };
+        var guidance = new Option<double?>("--guidance", "-g") { Description = "classifier-free guidance scale (≤ 1 turns it off; default: the model's recommended scale from model_index.json, else 7.5)" };
         var scheduler = new Option<string?>("--scheduler") { Description = $"one of {string.Join(", ", SchedulerFactory.Names)}; default: the model's own" };
         var seed = new Option<ulong>("--seed") { Description = "seed of the initial noise (image i of --count uses seed + i)", DefaultValueFactory = _ => 42 };
         var width = new Option<int?>("--width", "-W") { Description = "width in pixels, a multiple of 8 (default: the model's size, else 512)" };
@@ -49,7 +49,7 @@ public static class GenerateCommand
                 Prompt = result.GetValue(prompt)!,
                 NegativePrompt = result.GetValue(negative) ?? "",
                 Steps = result.GetValue(steps),
-                Guidance = result.GetValue(guidance),
+                Guidance = result.GetValue(guidance) ?? StableDiffusionPipeline.ConfiguredGuidance(folder) ?? GenerationRequest.DefaultGuidance,
                 Scheduler = result.GetValue(scheduler),
                 Seed = result.GetValue(seed),
                 Width = result.GetValue(width) ?? size.Width,

@@ -167,6 +167,25 @@ def encode(encoder, images, batch=64):
     return torch.cat([encoder(to_tensor(images[i:i + batch]))[:, :4] for i in range(0, len(images), batch)])
 
 
+def note_decoder_step(out, steps, batch):
+    """Records the fine-tune in model_index.json's _edgediffusion metadata (diffusers ignores keys starting with _)."""
+    path = os.path.join(out, "model_index.json")
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        index = json.load(f)
+    meta = index.setdefault("_edgediffusion", {})
+    base_note = meta.get("note", "").split(", then the VAE decoder")[0]
+    meta["note"] = base_note + ", then the VAE decoder fine-tuned with the encoder frozen"
+    base_steps = meta.get("steps", "").split("; vae decoder")[0]
+    meta["steps"] = base_steps + f"; vae decoder fine-tuned {steps}x{batch} (train_decoder.py)"
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(index, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="models/tiny-shapes", help="exported folder to read vae_encoder/vae_decoder from")
@@ -261,6 +280,7 @@ def main():
         x = to_tensor(images[:256])
         log(f"reconstruction MSE on 256 training images: {F.mse_loss(dec(latents[:256]), x).item():.5f}")
     export_vae_decoder(a.out, dec, latent_size)
+    note_decoder_step(a.out, step, a.batch)
     log(f"exported {os.path.join(a.out, 'vae_decoder', 'model.onnx')}; total {time.time() - run_start:.0f} s")
 
 

@@ -13,11 +13,11 @@ public static class ShapesGrid
         "an orange triangle on a black background", "a blue square at the top on a red background", "a white circle on a purple background",
     ];
 
-    public static void Write(StableDiffusionPipeline pipeline, string path)
+    public static void Write(StableDiffusionPipeline pipeline, string path, double guidance)
     {
         var images = Captions.Select(caption =>
         {
-            var result = pipeline.Generate(new GenerationRequest { Prompt = caption, Steps = 20, Scheduler = "euler", Seed = 0, Width = pipeline.DefaultSize.Width, Height = pipeline.DefaultSize.Height });
+            var result = pipeline.Generate(new GenerationRequest { Prompt = caption, Steps = 20, Guidance = guidance, Scheduler = "euler", Seed = 0, Width = pipeline.DefaultSize.Width, Height = pipeline.DefaultSize.Height });
             return ImageTensor.ToImage(result.Images[0], 1, 3, result.Height, result.Width, 0);
         }).ToList();
         ImageGrid.Write(path, images, columns: 4, spacing: 4, text: [new("captions", string.Join("\n", Captions))]);

@@ -10,7 +10,10 @@ public sealed record GenerationRequest
     public int Steps { get; init; } = 20;
 
     /// <summary>Classifier-free guidance scale; at or below 1 the unconditional pass is skipped.</summary>
-    public double Guidance { get; init; } = 7.5;
+    public double Guidance { get; init; } = DefaultGuidance;
+
+    /// <summary>Stable Diffusion's usual classifier-free guidance scale, for models that recommend none.</summary>
+    public const double DefaultGuidance = 7.5;
 
     /// <summary>Scheduler name (see SchedulerFactory.Names); null uses the model's own.</summary>
     public string? Scheduler { get; init; }

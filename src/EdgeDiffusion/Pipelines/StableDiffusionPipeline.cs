@@ -52,6 +52,30 @@ public sealed class StableDiffusionPipeline : IDisposable
     public static (int Width, int Height)? ConfiguredSize(string folder) =>
         ComponentConfig.SampleSize(Path.Combine(folder, "unet")) is { } s ? (s * 8, s * 8) : null;
 
+    /// <summary>
+    /// The guidance scale the model's makers recommend: model_index.json's <c>_edgediffusion.guidance_scale</c> (a
+    /// metadata key diffusers ignores), or null when the folder does not say. A value that is not a number ≥ 0 is a
+    /// <see cref="ModelFolderException"/> naming the file.
+    /// </summary>
+    public static double? ConfiguredGuidance(string folder)
+    {
+        string index = Path.Combine(folder, "model_index.json");
+        if (!File.Exists(index)) return null;
+        System.Text.Json.Nodes.JsonNode? value;
+        try
+        {
+            value = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(index))?["_edgediffusion"]?["guidance_scale"];
+        }
+        catch (Exception e) when (e is System.Text.Json.JsonException or InvalidOperationException)
+        {
+            throw new ModelFolderException(index, $"is not valid JSON ({e.Message.Split('\n')[0]}); restore it from the model's source");
+        }
+        if (value is null) return null;
+        return value is System.Text.Json.Nodes.JsonValue v && v.TryGetValue(out double g) && g >= 0 && double.IsFinite(g)
+            ? g
+            : throw new ModelFolderException(index, $"_edgediffusion.guidance_scale is {value.ToJsonString()}; write a number ≥ 0 such as 7.5");
+    }
+
     /// <summary>Time spent creating the sessions, per component.</summary>
     public IReadOnlyDictionary<string, TimeSpan> LoadTimes { get; private init; } = new Dictionary<string, TimeSpan>();
 
