@@ -24,7 +24,7 @@ public static class DecompressionOpsBenchmark
 
     public static void Run(int runs, int threads, string? only)
     {
-        Console.WriteLine($"{"layer",-36} {"form",-34} {"load ms",8} {"median ms",10} {"min ms",8}  ×fp32");
+        Console.WriteLine($"{"layer",-36} {"form",-44} {"load ms",8} {"median ms",10} {"min ms",8}  ×fp32");
         foreach (var layer in Layers)
         {
             if (only is not null && !layer.Name.Contains(only, StringComparison.Ordinal)) continue;
@@ -34,7 +34,7 @@ public static class DecompressionOpsBenchmark
                 var model = BuildModel(layer, build);
                 var (load, median, min) = Time(model, layer, runs, threads, config);
                 if (baseline == 0) baseline = median;
-                Console.WriteLine($"{layer.Name,-36} {form,-34} {load,8:0} {median,10:0.0} {min,8:0.0}  {median / baseline:0.00}");
+                Console.WriteLine($"{layer.Name,-36} {form,-44} {load,8:0} {median,10:0.0} {min,8:0.0}  {median / baseline:0.00}");
             }
         }
     }
