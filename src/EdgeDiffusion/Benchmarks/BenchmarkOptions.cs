@@ -23,6 +23,9 @@ public sealed record BenchmarkOptions
     /// <summary>Stable Cascade decoder (stage B) steps of the composed end-to-end figure; null: 10.</summary>
     public int? DecoderSteps { get; init; }
 
+    /// <summary>Also time one whole generation through the pipeline (SD architectures), after the components.</summary>
+    public bool EndToEnd { get; init; }
+
     /// <summary>METHOD:BITS/DTYPE (palettize:6, linear:int8, linear:int4, prune:0.5); null benchmarks the float32 folder.</summary>
     public string? Compression { get; init; }
 

@@ -21,10 +21,14 @@ public sealed record ComponentResult(
     public double PerPictureMs => MedianMs * Calls;
 }
 
+/// <summary>One whole generation timed through the pipeline: session creation, the generation itself (steps as given) and the process's peak RSS meanwhile.</summary>
+public sealed record MeasuredGeneration(int Steps, double Guidance, string Scheduler, int DenoiserCalls, double LoadSeconds, double GenerationMs, long? PeakRssBytes);
+
 /// <summary>A whole benchmark: the model folder used, the machine's measured float32 peak, and each component's figures.</summary>
 public sealed record BenchmarkReport(
     string Arch, int Resolution, string? Compression, string Decompression, string ModelFolder, int Runs, int Warmup, int GemmSize,
-    double? GemmGflops, double? ConvGflops, IReadOnlyList<ComponentResult> Components, string Settings, bool AllComponents)
+    double? GemmGflops, double? ConvGflops, IReadOnlyList<ComponentResult> Components, string Settings, bool AllComponents,
+    MeasuredGeneration? Generation = null)
 {
     public const string Note = "random weights: pictures would be meaningless; time and memory are real";
 
@@ -77,6 +81,16 @@ public sealed record BenchmarkReport(
             ["flops_note"] = FlopsNote,
             ["end_to_end_ms"] = EndToEndMs,
             ["end_to_end_note"] = "sum of median x calls per picture over the components, not one timed generation",
+            ["measured_generation"] = Generation is { } g ? new JsonObject
+            {
+                ["steps"] = g.Steps,
+                ["guidance"] = g.Guidance,
+                ["scheduler"] = g.Scheduler,
+                ["denoiser_calls"] = g.DenoiserCalls,
+                ["load_seconds"] = g.LoadSeconds,
+                ["generation_ms"] = g.GenerationMs,
+                ["peak_rss_bytes"] = g.PeakRssBytes,
+            } : null,
             ["components"] = components,
         };
         return root.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
@@ -142,6 +156,9 @@ public sealed record BenchmarkReport(
         }
         if (EndToEndMs is double e2e)
             sb.AppendLine($"one picture, composed from the medians (Σ median × calls, not one timed generation): {F(e2e / 1000, "0.00")} s");
+        if (Generation is { } gen)
+            sb.AppendLine($"one picture, measured through the pipeline ({gen.Steps} steps {gen.Scheduler}, guidance {F(gen.Guidance, "0.##")}, {gen.DenoiserCalls} denoiser calls): "
+                + $"{F(gen.GenerationMs / 1000, "0.00")} s after {F(gen.LoadSeconds, "0.0")} s of session creation; peak RSS {(gen.PeakRssBytes is long r ? Bytes(r) : "n/a")}");
         sb.AppendLine(PeakGflops is double peak
             ? $"float32 peak of this machine in ONNX Runtime: {F(peak, "0.0")} GFLOP/s (GEMM {GemmSize}²: {(GemmGflops is double gg ? F(gg, "0.0") : "n/a")}, conv 1280→1280 3×3 on 2×16×16: {(ConvGflops is double cg ? F(cg, "0.0") : "n/a")})"
             : "float32 peak: not measured (--gemm-size 0)");

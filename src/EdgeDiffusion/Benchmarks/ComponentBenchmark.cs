@@ -31,6 +31,8 @@ public static class ComponentBenchmark
         if (unknown.Count > 0)
             throw new InvalidArgumentException("--component", $"'{unknown[0]}' is not a component of {folderName}; use {string.Join(", ", allPlans.Select(p => p.Name))}");
         var plans = options.Components.Count == 0 ? allPlans : allPlans.Where(p => options.Components.Contains(p.Name)).ToArray();
+        if (options.EndToEnd && !allPlans.Any(p => p.Name == StableDiffusionArchitecture.UNet))
+            throw new InvalidArgumentException("--end-to-end", $"{folderName} has no pipeline in EdgeDiffusion yet (Stable Diffusion architectures only); the composed per-picture time is reported instead");
 
         string source = Path.Combine(options.Directory, folderName);
         if (!File.Exists(Path.Combine(source, ModelFolderCompressor.ModelIndexFileName)))
@@ -74,8 +76,34 @@ public static class ComponentBenchmark
             options.Progress?.Invoke($"{plan.Name}: batch {plan.Batch}, spatial {plan.Spatial}");
             results.Add(Measure(Path.Combine(folder, plan.Name, ModelFolderCompressor.ModelFileName), plan, settings, options.Warmup, options.Runs, cancellation));
         }
+        MeasuredGeneration? generation = null;
+        if (options.EndToEnd)
+        {
+            options.Progress?.Invoke("one whole generation through the pipeline");
+            generation = MeasureGeneration(folder, resolution, allPlans.First(p => p.Name == StableDiffusionArchitecture.UNet), settings, cancellation);
+        }
         return new BenchmarkReport(folderName, resolution, options.Compression, options.Decompression.ToString().ToLowerInvariant(), Path.GetFullPath(folder),
-            options.Runs, options.Warmup, options.GemmSize, gemm, conv, results, described, plans.Length == allPlans.Length);
+            options.Runs, options.Warmup, options.GemmSize, gemm, conv, results, described, plans.Length == allPlans.Length, generation);
+    }
+
+    /// <summary>Loads the folder's pipeline and times one generation with the steps and guidance the composed figure assumes.</summary>
+    private static MeasuredGeneration MeasureGeneration(string folder, int resolution, Plan unet, SessionSettings settings, CancellationToken cancellation)
+    {
+        GC.Collect();
+        bool peakReset = ResetPeakRss();
+        var clock = Stopwatch.StartNew();
+        using var pipeline = Pipelines.StableDiffusionPipeline.Load(folder, settings);
+        double load = clock.Elapsed.TotalSeconds;
+        // Batch 2 means classifier-free guidance at SD's usual scale; batch 1 (SD-Turbo) runs without it.
+        var request = new Pipelines.GenerationRequest
+        {
+            Prompt = "a photo of a cat", Steps = unet.Calls, Guidance = unet.Batch == 2 ? Pipelines.GenerationRequest.DefaultGuidance : 0,
+            Width = resolution, Height = resolution, Seed = 0,
+        };
+        clock.Restart();
+        var result = pipeline.Generate(request, cancellation: cancellation);
+        double ms = clock.Elapsed.TotalMilliseconds;
+        return new MeasuredGeneration(request.Steps, request.Guidance, result.Scheduler, result.Timings.DenoiserCalls, load, ms, peakReset ? PeakRssBytes() : null);
     }
 
     /// <summary>METHOD:BITS/DTYPE: palettize:6, linear:int8, linear:int4, prune:0.5; a bad one names --compression.</summary>

@@ -84,6 +84,23 @@ public sealed class BenchCommandTests : IDisposable
         Assert.Contains("| unet |", File.ReadAllText(md));
     }
 
+    [Fact]
+    public void EndToEndTimesOneGenerationThroughThePipeline()
+    {
+        var report = Bench("--component", "unet", "--steps", "4", "--end-to-end");
+        var generation = report.GetProperty("measured_generation");
+        Assert.Equal(4, generation.GetProperty("steps").GetInt32());
+        Assert.Equal(7.5, generation.GetProperty("guidance").GetDouble());
+        // The tiny folder's scheduler is PNDM, which calls the UNet once more than it has steps.
+        Assert.Equal("pndm", generation.GetProperty("scheduler").GetString());
+        Assert.Equal(5, generation.GetProperty("denoiser_calls").GetInt32());
+        Assert.True(generation.GetProperty("generation_ms").GetDouble() > 0);
+
+        var cascade = CliRunner.Run("bench", "--arch", "cascade-tiny", "--dir", _dir, "--gemm-size", "0", "--end-to-end");
+        Assert.Equal(2, cascade.ExitCode);
+        Assert.Contains("error: --end-to-end", cascade.Error);
+    }
+
     [Theory]
     [InlineData("--arch", "--arch", "sd99")]
     [InlineData("--compression", "--compression", "zip:9")]
