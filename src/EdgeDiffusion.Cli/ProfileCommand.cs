@@ -98,8 +98,9 @@ public static class ProfileCommand
 
     private static Table Groups(string title, IReadOnlyList<GroupTiming> groups)
     {
-        var table = new Table().Title($"by {title}").AddColumns(title, "nodes", "ms", "%");
-        foreach (var g in groups) table.AddRow(Markup.Escape(g.Key), g.Nodes.ToString(CultureInfo.InvariantCulture), Ms(g.MeanUs), Pct(g.SharePercent));
+        var table = new Table().Title($"by {title}").AddColumns(title, "nodes", "ms", "%", "GFLOP/s");
+        foreach (var g in groups)
+            table.AddRow(Markup.Escape(g.Key), g.Nodes.ToString(CultureInfo.InvariantCulture), Ms(g.MeanUs), Pct(g.SharePercent), Gflops(g.Gflops));
         return table;
     }
 
@@ -121,4 +122,6 @@ public static class ProfileCommand
     private static string Ms(double us) => (us / 1000.0).ToString("0.000", CultureInfo.InvariantCulture);
 
     private static string Pct(double p) => p.ToString("0.0", CultureInfo.InvariantCulture);
+
+    private static string Gflops(double? g) => g is double v ? v.ToString("0.0", CultureInfo.InvariantCulture) : "";
 }

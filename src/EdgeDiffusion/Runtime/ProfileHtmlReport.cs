@@ -56,8 +56,9 @@ public static class ProfileHtmlReport
 
     private static string GroupTable(string title, IReadOnlyList<GroupTiming> groups)
     {
-        var html = new StringBuilder($"<table><tr><th>{E(title)}</th><th>nodes</th><th>ms per run</th><th>%</th></tr>\n");
-        foreach (var g in groups) html.Append($"<tr><td>{E(g.Key)}</td><td class=n>{g.Nodes}</td><td class=n>{Ms(g.MeanUs)}</td><td class=n>{Pct(g.SharePercent)}</td></tr>\n");
+        var html = new StringBuilder($"<table><tr><th>{E(title)}</th><th>nodes</th><th>ms per run</th><th>%</th><th>GFLOP/s</th></tr>\n");
+        foreach (var g in groups)
+            html.Append($"<tr><td>{E(g.Key)}</td><td class=n>{g.Nodes}</td><td class=n>{Ms(g.MeanUs)}</td><td class=n>{Pct(g.SharePercent)}</td><td class=n>{(g.Gflops is double f ? f.ToString("0.0", CultureInfo.InvariantCulture) : "")}</td></tr>\n");
         return html.Append("</table>\n").ToString();
     }
 

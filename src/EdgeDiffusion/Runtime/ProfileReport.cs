@@ -10,10 +10,18 @@ public sealed record NodeTiming(
     double SharePercent,
     int Calls,
     IReadOnlyList<string> InputShapes,
-    IReadOnlyList<string> OutputShapes);
+    IReadOnlyList<string> OutputShapes)
+{
+    /// <summary>Operations per run (<see cref="NodeFlops"/>; 0 outside the convolution and matrix-product families), in GFLOP.</summary>
+    public double Gflop { get; init; }
+}
 
-/// <summary>Time of a group of nodes (an op type, a provider, a compute unit), per measured run.</summary>
-public sealed record GroupTiming(string Key, int Nodes, double MeanUs, double SharePercent);
+/// <summary>Time of a group of nodes (an op type, a provider, a compute unit), per measured run, with its operations.</summary>
+public sealed record GroupTiming(string Key, int Nodes, double MeanUs, double SharePercent, double Gflop = 0)
+{
+    /// <summary>Achieved GFLOP/s over the group's kernel time; null where it counts no operations.</summary>
+    public double? Gflops => Gflop > 0 && MeanUs > 0 ? Gflop / (MeanUs / 1e6) : null;
+}
 
 /// <summary>Where one component's time goes: per node, per compute unit, per provider and per op type.</summary>
 public sealed record ProfileReport(
@@ -46,11 +54,14 @@ public sealed record ProfileReport(
         {
             var first = g.First();
             double mean = g.Sum(e => (double)e.DurationUs) / measured;
-            return new NodeTiming(g.Key, first.OpType, first.Provider, unitOf(first.Provider), mean, Share(mean), g.Count(), first.InputShapes, first.OutputShapes);
+            return new NodeTiming(g.Key, first.OpType, first.Provider, unitOf(first.Provider), mean, Share(mean), g.Count(), first.InputShapes, first.OutputShapes)
+            {
+                Gflop = g.Sum(NodeFlops.Of) / measured / 1e9,
+            };
         }).OrderByDescending(n => n.MeanUs).ThenBy(n => n.Name, StringComparer.Ordinal).ToList();
 
         List<GroupTiming> By(Func<NodeTiming, string> key) => nodes.GroupBy(key, StringComparer.Ordinal)
-            .Select(g => new GroupTiming(g.Key, g.Count(), g.Sum(n => n.MeanUs), Share(g.Sum(n => n.MeanUs))))
+            .Select(g => new GroupTiming(g.Key, g.Count(), g.Sum(n => n.MeanUs), Share(g.Sum(n => n.MeanUs)), g.Sum(n => n.Gflop)))
             .OrderByDescending(g => g.MeanUs).ThenBy(g => g.Key, StringComparer.Ordinal).ToList();
 
         return new ProfileReport(component, modelPath, skipRuns, measured, total,

@@ -50,6 +50,14 @@ public sealed class ProfileTraceTests
         Assert.Equal([("CPUExecutionProvider", 2), ("CUDAExecutionProvider", 1)], report.ByProvider.Select(g => (g.Key, g.Nodes)));
         Assert.Equal([("Gemm", 30.0), ("Conv", 20.0), ("Relu", 10.0)], report.ByOpType.Select(g => (g.Key, g.MeanUs)));
         Assert.Equal(100, report.ByOpType.Sum(g => g.SharePercent), 9);
+
+        // Conv: output [1, 8, 8, 8], weight [8, 4, 3, 3] → 2 · 512 · 36 operations in 20 µs; Gemm's event has no shapes.
+        double convFlop = 2.0 * 512 * 36;
+        var conv = report.ByOpType.Single(g => g.Key == "Conv");
+        Assert.Equal(convFlop / 1e9, conv.Gflop, 15);
+        Assert.Equal(convFlop / 20e-6 / 1e9, conv.Gflops!.Value, 9);
+        Assert.Null(report.ByOpType.Single(g => g.Key == "Gemm").Gflops);
+        Assert.Equal(convFlop / 1e9, report.ByComputeUnit.Single(g => g.Key == "CPU").Gflop, 15);
     }
 
     [Fact]
