@@ -28,8 +28,11 @@ public sealed record MeasuredGeneration(int Steps, double Guidance, string Sched
 public sealed record BenchmarkReport(
     string Arch, int Resolution, string? Compression, string Decompression, string ModelFolder, int Runs, int Warmup, int GemmSize,
     double? GemmGflops, double? ConvGflops, IReadOnlyList<ComponentResult> Components, string Settings, bool AllComponents,
-    MeasuredGeneration? Generation = null)
+    MeasuredGeneration? Generation = null, double? OtherProcessesCpuShare = null)
 {
+    /// <summary>Above this share of the CPU taken by other processes during the probes and components, the report warns.</summary>
+    public const double BusyMachineShare = 0.05;
+
     public const string Note = "random weights: pictures would be meaningless; time and memory are real";
 
     public const string FlopsNote = "GFLOP counts 2 per multiply-add of MatMul/Gemm/Conv-family kernels, read from the profiled first warm-up's shapes; other kernels count 0";
@@ -73,6 +76,7 @@ public sealed record BenchmarkReport(
             ["decompression"] = Decompression,
             ["settings"] = Settings,
             ["model_folder"] = ModelFolder,
+            ["other_processes_cpu_share"] = OtherProcessesCpuShare,
             ["runs"] = Runs,
             ["warmup"] = Warmup,
             ["gemm_probe"] = new JsonObject { ["size"] = GemmSize, ["peak_gflops"] = GemmGflops },
@@ -165,6 +169,10 @@ public sealed record BenchmarkReport(
         sb.AppendLine(FlopsNote);
         sb.AppendLine("it/s: denoiser calls per second at the batch shown (2 = classifier-free guidance); calls: runs per picture; peak RSS: VmHWM reset before each component");
         sb.AppendLine($"session: {Settings}");
+        if (OtherProcessesCpuShare is double others)
+            sb.AppendLine(others > BusyMachineShare
+                ? $"WARNING: other processes used {F(100 * others, "0")} % of the CPU during the probes and components: these figures are lower than this machine gives when idle"
+                : $"other processes used {F(100 * others, "0.0")} % of the CPU during the probes and components");
         sb.AppendLine($"model folder: {ModelFolder}");
         return sb.ToString();
     }

@@ -52,6 +52,7 @@ public static class ComponentBenchmark
             }
         }
 
+        var contention = CpuContention.Start();
         double? gemm = null, conv = null;
         if (options.GemmSize > 0)
         {
@@ -76,6 +77,9 @@ public static class ComponentBenchmark
             options.Progress?.Invoke($"{plan.Name}: batch {plan.Batch}, spatial {plan.Spatial}");
             results.Add(Measure(Path.Combine(folder, plan.Name, ModelFolderCompressor.ModelFileName), plan, settings, options.Warmup, options.Runs, cancellation));
         }
+        double? others = contention?.OthersShare();
+        if (others > BenchmarkReport.BusyMachineShare)
+            options.Progress?.Invoke($"warning: other processes used {others:P0} of the CPU while this ran; the figures are lower than this machine gives when idle");
         MeasuredGeneration? generation = null;
         if (options.EndToEnd)
         {
@@ -83,7 +87,7 @@ public static class ComponentBenchmark
             generation = MeasureGeneration(folder, resolution, allPlans.First(p => p.Name == StableDiffusionArchitecture.UNet), settings, cancellation);
         }
         return new BenchmarkReport(folderName, resolution, options.Compression, options.Decompression.ToString().ToLowerInvariant(), Path.GetFullPath(folder),
-            options.Runs, options.Warmup, options.GemmSize, gemm, conv, results, described, plans.Length == allPlans.Length, generation);
+            options.Runs, options.Warmup, options.GemmSize, gemm, conv, results, described, plans.Length == allPlans.Length, generation, others);
     }
 
     /// <summary>Loads the folder's pipeline and times one generation with the steps and guidance the composed figure assumes.</summary>

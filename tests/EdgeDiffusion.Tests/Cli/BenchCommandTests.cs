@@ -50,6 +50,7 @@ public sealed class BenchCommandTests : IDisposable
         double composed = components.Sum(c => c.GetProperty("median_ms").GetDouble() * c.GetProperty("calls_per_picture").GetInt32());
         Assert.Equal(composed, report.GetProperty("end_to_end_ms").GetDouble(), 6);
         Assert.True(report.GetProperty("conv_probe").GetProperty("peak_gflops").GetDouble() > 0);
+        if (OperatingSystem.IsLinux()) Assert.InRange(report.GetProperty("other_processes_cpu_share").GetDouble(), 0, 1);
     }
 
     [Fact]
