@@ -21,22 +21,38 @@ public sealed class CpuContentionTests
     }
 
     [Fact]
-    public void AnotherBusyProcessShowsAndOurOwnWorkDoesNot()
+    public void AnotherProcessesCpuTimeIsCountedAndOurOwnIsNot()
     {
         if (!OperatingSystem.IsLinux() || !File.Exists("/bin/sh")) return; // /proc and a shell are Linux facts
-        var idle = CpuContention.Start()!;
-        var own = Stopwatch.StartNew();
+        // This process's own work (one thread, 0.4 s) must not count as others'.
+        var mine = CpuContention.Start()!;
+        var clock = Stopwatch.StartNew();
         double sink = 0;
-        while (own.ElapsedMilliseconds < 400) sink += Math.Sqrt(own.ElapsedTicks); // this process's own work
+        while (clock.ElapsedMilliseconds < 400) sink += Math.Sqrt(clock.ElapsedTicks);
         Assert.True(sink > 0);
-        double ownShare = idle.OthersShare();
+        double ownShare = mine.OthersShare();
+        Assert.True(ownShare < 0.5 / Environment.ProcessorCount, $"{ownShare:P1} of the machine counted as others' while only this process worked");
 
-        var busy = CpuContention.Start()!;
-        using var spinner = Process.Start(new ProcessStartInfo("/bin/sh", ["-c", "end=$(($(date +%s) + 2)); while [ $(date +%s) -lt $end ]; do :; done"]))!;
-        spinner.WaitForExit();
-        double othersShare = busy.OthersShare();
-        // One spinning core of Environment.ProcessorCount; the test machine's other work can only add to it.
-        Assert.True(othersShare > 0.5 / Environment.ProcessorCount, $"{othersShare:P1} with a spinning child on {Environment.ProcessorCount} CPUs");
-        Assert.True(othersShare > ownShare, $"{othersShare:P1} vs {ownShare:P1} while only this process worked");
+        // A child that only computes: at least its own CPU time must show as others', however busy the machine is.
+        var others = CpuContention.Start()!;
+        clock.Restart();
+        // The shell's `times` prints its own user and system time ("0m0.700000s 0m0.000000s") on its first line.
+        using var child = Process.Start(new ProcessStartInfo("/bin/sh", ["-c", "i=0; while [ $i -lt 1500000 ]; do i=$((i+1)); done; times"]) { RedirectStandardOutput = true })!;
+        string times = child.StandardOutput.ReadToEnd();
+        child.WaitForExit();
+        double share = others.OthersShare();
+        double childSeconds = times.Split('\n')[0].Split(' ', StringSplitOptions.RemoveEmptyEntries).Sum(ShellSeconds);
+        double machineSeconds = clock.Elapsed.TotalSeconds * Environment.ProcessorCount;
+        Assert.True(childSeconds > 0.2, $"the child computed for {childSeconds:0.00} s only");
+        Assert.True(share * machineSeconds >= 0.8 * childSeconds,
+            $"others' share {share:P1} of {machineSeconds:0.00} CPU-seconds is less than the child's {childSeconds:0.00} s");
+    }
+
+    /// <summary>"1m2.500000s" → 62.5.</summary>
+    private static double ShellSeconds(string text)
+    {
+        int m = text.IndexOf('m');
+        return double.Parse(text[..m], System.Globalization.CultureInfo.InvariantCulture) * 60
+            + double.Parse(text[(m + 1)..].TrimEnd('s'), System.Globalization.CultureInfo.InvariantCulture);
     }
 }
