@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using EdgeDiffusion.Onnx;
 using EdgeDiffusion.Onnx.Protobuf;
 using Microsoft.ML.OnnxRuntime;
 using DT = EdgeDiffusion.Onnx.Protobuf.TensorProto.Types.DataType;
@@ -14,39 +15,25 @@ public static class PeakProbe
     /// <summary>GFLOP/s of an n×n×n MatMul (2n³ operations per run).</summary>
     public static double GemmGflops(int n, int threads = 0)
     {
-        var graph = new GraphProto { Name = "gemm_probe" };
-        graph.Input.Add(Tensor("A", n, n));
-        graph.Input.Add(Tensor("B", n, n));
-        graph.Output.Add(Tensor("C", n, n));
-        graph.Node.Add(new NodeProto { OpType = "MatMul", Name = "matmul", Input = { "A", "B" }, Output = { "C" } });
-        return Measure(graph, [("A", [n, n]), ("B", [n, n])], 2.0 * n * n * (double)n, threads);
+        var g = new GraphBuilder(17, "gemm_probe");
+        g.Output(g.MatMul(g.Input("A", DT.Float, [n, n]), g.Input("B", DT.Float, [n, n])), DT.Float);
+        return Measure(g.Build(), 2.0 * n * n * (double)n, threads);
     }
 
     /// <summary>GFLOP/s of a channels→channels 3×3 convolution, padding 1, on batch × channels × side²: 2·batch·side²·channels²·9 operations.</summary>
     public static double ConvGflops(int channels = 1280, int side = 16, int batch = 2, int threads = 0)
     {
-        var graph = new GraphProto { Name = "conv_probe" };
-        graph.Input.Add(Tensor("X", batch, channels, side, side));
-        graph.Input.Add(Tensor("W", channels, channels, 3, 3));
-        graph.Output.Add(Tensor("Y", batch, channels, side, side));
-        var conv = new NodeProto { OpType = "Conv", Name = "conv", Input = { "X", "W" }, Output = { "Y" } };
-        conv.Attribute.Add(new AttributeProto { Name = "pads", Type = AttributeProto.Types.AttributeType.Ints, Ints = { 1, 1, 1, 1 } });
-        conv.Attribute.Add(new AttributeProto { Name = "kernel_shape", Type = AttributeProto.Types.AttributeType.Ints, Ints = { 3, 3 } });
-        graph.Node.Add(conv);
+        var g = new GraphBuilder(17, "conv_probe");
+        g.Output(g.Conv(g.Input("X", DT.Float, [batch, channels, side, side]), g.Input("W", DT.Float, [channels, channels, 3, 3]), pads: [1, 1, 1, 1]), DT.Float);
         double flops = 2.0 * batch * side * side * channels * (double)channels * 9;
-        return Measure(graph, [("X", [batch, channels, side, side]), ("W", [channels, channels, 3, 3])], flops, threads);
+        return Measure(g.Build(), flops, threads);
     }
 
-    private static double Measure(GraphProto graph, (string Name, long[] Shape)[] inputs, double flops, int threads)
+    /// <summary>Best-of-5 time of the model on seeded random inputs of its declared (fixed) input shapes.</summary>
+    private static double Measure(ModelProto model, double flops, int threads)
     {
-        var proto = new ModelProto { IrVersion = 8, Graph = graph, ProducerName = "edgediffusion-bench" };
-        proto.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = 17 });
-        byte[] bytes;
-        using (var stream = new MemoryStream())
-        {
-            Google.Protobuf.MessageExtensions.WriteTo(proto, stream);
-            bytes = stream.ToArray();
-        }
+        var inputs = model.Graph.Input.Select(i => (i.Name, Shape: i.Type.TensorType.Shape.Dim.Select(d => d.DimValue).ToArray())).ToArray();
+        byte[] bytes = OnnxModel.FromProto(model).ToBytes();
         using var options = new SessionOptions { IntraOpNumThreads = threads, LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR };
         using var session = new InferenceSession(bytes, options);
         var random = new Schedulers.GaussianNoise(7);
@@ -60,7 +47,7 @@ public static class PeakProbe
                 values.Add(OrtValue.CreateTensorValueFromMemory(data, shape));
             }
             string[] names = [.. inputs.Select(i => i.Name)];
-            string output = graph.Output[0].Name;
+            string output = model.Graph.Output[0].Name;
             using var runOptions = new RunOptions();
             double best = double.MaxValue;
             for (int i = 0; i < 6; i++)
@@ -75,12 +62,5 @@ public static class PeakProbe
         {
             foreach (var v in values) v.Dispose();
         }
-    }
-
-    private static ValueInfoProto Tensor(string name, params long[] dims)
-    {
-        var shape = new TensorShapeProto();
-        foreach (long d in dims) shape.Dim.Add(new TensorShapeProto.Types.Dimension { DimValue = d });
-        return new ValueInfoProto { Name = name, Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)DT.Float, Shape = shape } } };
     }
 }

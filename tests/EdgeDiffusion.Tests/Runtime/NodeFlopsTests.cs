@@ -1,4 +1,4 @@
-using EdgeDiffusion.Onnx.Protobuf;
+using EdgeDiffusion.Onnx;
 using EdgeDiffusion.Runtime;
 using Microsoft.ML.OnnxRuntime;
 using DT = EdgeDiffusion.Onnx.Protobuf.TensorProto.Types.DataType;
@@ -47,25 +47,17 @@ public sealed class NodeFlopsTests
         // Y = Conv(X, W) with padding 1, Z = grouped Conv(X, W2), C = MatMul(A, B): ONNX Runtime re-lays the convolutions out
         // (NchwcConv, channels in blocks of 8 or 16); with channel counts that fill whole blocks, as a diffusion model's do,
         // the count read from its trace is the formula's. (Odd channel counts count the padded lanes the kernel really computes.)
-        var graph = new GraphProto { Name = "flops" };
-        graph.Input.Add(Tensor("X", 1, 16, 10, 10));
-        graph.Input.Add(Tensor("A", 3, 16));
-        graph.Output.Add(Tensor("Y", 1, 32, 10, 10));
-        graph.Output.Add(Tensor("Z", 1, 32, 10, 10));
-        graph.Output.Add(Tensor("C", 3, 8));
-        graph.Initializer.Add(Weights("W", 32, 16, 3, 3));
-        graph.Initializer.Add(Weights("W2", 32, 8, 3, 3));
-        graph.Initializer.Add(Weights("B", 16, 8));
-        graph.Node.Add(Conv("conv", "W", "Y", group: 1));
-        graph.Node.Add(Conv("grouped", "W2", "Z", group: 2));
-        graph.Node.Add(new NodeProto { OpType = "MatMul", Name = "mm", Input = { "A", "B" }, Output = { "C" } });
-        var model = new ModelProto { IrVersion = 8, Graph = graph };
-        model.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = 17 });
+        var g = new GraphBuilder(17, "flops");
+        string input = g.Input("X", DT.Float, [1, 16, 10, 10]);
+        g.Output(g.Conv(input, g.Random("W", [32, 16, 3, 3], 0.1f, seed: 1), pads: [1, 1, 1, 1], output: "Y"), DT.Float);
+        g.Output(g.Conv(input, g.Random("W2", [32, 8, 3, 3], 0.1f, seed: 2), pads: [1, 1, 1, 1], group: 2, output: "Z"), DT.Float);
+        g.Output(g.MatMul(g.Input("A", DT.Float, [3, 16]), g.Random("B", [16, 8], 0.1f, seed: 3), output: "C"), DT.Float);
+        var model = g.Build();
         string dir = TestData.NewTempDir("flops");
         try
         {
             string path = Path.Combine(dir, "model.onnx");
-            File.WriteAllBytes(path, Google.Protobuf.MessageExtensions.ToByteArray(model));
+            File.WriteAllBytes(path, OnnxModel.FromProto(model).ToBytes());
             using var session = SessionFactory.Create(path, new SessionSettings { ProfilePrefix = Path.Combine(dir, "trace") });
             using var x = OrtValue.CreateTensorValueFromMemory(new float[1600], [1, 16, 10, 10]);
             using var a = OrtValue.CreateTensorValueFromMemory(new float[48], [3, 16]);
@@ -79,29 +71,5 @@ public sealed class NodeFlopsTests
         {
             Directory.Delete(dir, recursive: true);
         }
-    }
-
-    private static NodeProto Conv(string name, string weight, string output, int group)
-    {
-        var node = new NodeProto { OpType = "Conv", Name = name, Input = { "X", weight }, Output = { output } };
-        node.Attribute.Add(new AttributeProto { Name = "pads", Type = AttributeProto.Types.AttributeType.Ints, Ints = { 1, 1, 1, 1 } });
-        node.Attribute.Add(new AttributeProto { Name = "group", Type = AttributeProto.Types.AttributeType.Int, I = group });
-        return node;
-    }
-
-    private static TensorProto Weights(string name, params long[] dims)
-    {
-        var tensor = new TensorProto { Name = name, DataType = (int)DT.Float };
-        tensor.Dims.AddRange(dims);
-        long count = dims.Aggregate(1L, (p, d) => p * d);
-        for (long i = 0; i < count; i++) tensor.FloatData.Add((i % 7 - 3) * 0.1f);
-        return tensor;
-    }
-
-    private static ValueInfoProto Tensor(string name, params long[] dims)
-    {
-        var shape = new TensorShapeProto();
-        foreach (long d in dims) shape.Dim.Add(new TensorShapeProto.Types.Dimension { DimValue = d });
-        return new ValueInfoProto { Name = name, Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)DT.Float, Shape = shape } } };
     }
 }
