@@ -43,6 +43,9 @@ public sealed record BenchmarkReport(
     /// <summary>Σ median × calls: one picture composed from the component medians (not one timed generation); null when only some components ran.</summary>
     public double? EndToEndMs => AllComponents ? Components.Sum(c => c.PerPictureMs) : null;
 
+    /// <summary>The component's achieved GFLOP/s as a fraction of <see cref="PeakGflops"/>; null where either is unknown.</summary>
+    public double? ShareOfPeak(ComponentResult c) => c.AchievedGflops is double a && PeakGflops is double p && p > 0 ? a / p : null;
+
     public string ToJson()
     {
         var components = new JsonArray();
@@ -65,7 +68,7 @@ public sealed record BenchmarkReport(
                 ["peak_rss_bytes"] = c.PeakRssBytes,
                 ["gflop"] = c.Gflop,
                 ["achieved_gflops"] = c.AchievedGflops,
-                ["fraction_of_peak"] = c.AchievedGflops is double a && PeakGflops is double p && p > 0 ? a / p : null,
+                ["fraction_of_peak"] = ShareOfPeak(c),
             });
         var root = new JsonObject
         {
@@ -143,7 +146,7 @@ public sealed record BenchmarkReport(
             c.IterationsPerSecond is double it ? F(it, "0.00") : "", c.Calls.ToString(CultureInfo.InvariantCulture), F(c.PerPictureMs / 1000, "0.00"),
             c.PeakRssBytes is long rss ? Bytes(rss) : "n/a", c.Gflop is double g ? F(g, "0.0") : "n/a",
             c.AchievedGflops is double a ? F(a, "0.0") : "n/a",
-            c.AchievedGflops is double a2 && PeakGflops is double p && p > 0 ? F(100 * a2 / p, "0") + " %" : "n/a",
+            ShareOfPeak(c) is double share ? F(100 * share, "0") + " %" : "n/a",
         }).ToList();
         if (markdown)
         {
