@@ -30,6 +30,14 @@ def log(msg):
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
+def start_run(a):
+    """What every recipe step does first: threads, seeds (torch and the returned numpy generator) and the arguments logged."""
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(a.seed)
+    log(f"args {vars(a)}; torch {torch.__version__}, {torch.get_num_threads()} threads")
+    return np.random.default_rng(a.seed)
+
+
 def lr_at(step, total, peak, warmup, floor=0.05):
     if step < warmup:
         return peak * (step + 1) / warmup
@@ -223,11 +231,8 @@ def main():
     if a.smoke:
         a.images, a.vae_iters, a.unet_iters = 512, 20, 30
     run_start = time.time()
-    torch.set_num_threads(a.threads)
-    torch.manual_seed(a.seed)
-    rng = np.random.default_rng(a.seed)
+    rng = start_run(a)
     times = {}
-    log(f"args {vars(a)}; torch {torch.__version__}, {torch.get_num_threads()} threads")
 
     t0 = time.time()
     images, items = data.make_dataset(a.images, a.seed)

@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import data  # noqa: E402
 from export import export_vae_decoder  # noqa: E402
 from models import VAE  # noqa: E402
-from train import VAE_CFG, image_gradients, log, lr_at, to_tensor, vae_heldout_check  # noqa: E402
+from train import VAE_CFG, image_gradients, log, lr_at, start_run, to_tensor, vae_heldout_check  # noqa: E402
 
 
 # ---------------------------------------------------------------- ONNX -> PyTorch weights
@@ -206,10 +206,7 @@ def main():
     if a.smoke:
         a.images, a.iters, a.eval_every = 512, 20, 10
     run_start = time.time()
-    torch.set_num_threads(a.threads)
-    torch.manual_seed(a.seed)
-    rng = np.random.default_rng(a.seed)
-    log(f"args {vars(a)}; torch {torch.__version__}, {torch.get_num_threads()} threads")
+    rng = start_run(a)
 
     vae = VAE(VAE_CFG["channels"]).eval()
     enc_path, dec_path = (os.path.join(a.model, p, "model.onnx") for p in ("vae_encoder", "vae_decoder"))
