@@ -4,8 +4,11 @@ namespace EdgeDiffusion.Schedulers;
 /// <summary>
 /// DDIM (Song et al. 2021, eq. 12; diffusers' DDIMScheduler): from x_t predict x_0 and ε, then
 /// x_prev = √ᾱ_prev x_0 + √(1 − ᾱ_prev − σ_t²) ε + σ_t z with σ_t = η √((1 − ᾱ_prev)/(1 − ᾱ_t)) √(1 − ᾱ_t/ᾱ_prev).
-/// η = 0 (the default) is deterministic. As in diffusers, the previous timestep is t − N div steps for every spacing,
-/// and ᾱ past t = 0 is 1 (set_alpha_to_one, default true) or ᾱ_0.
+/// η = 0 (the default) is deterministic. The previous timestep is the next one of the planned grid, and ᾱ past the last
+/// step is 1 (set_alpha_to_one, default true) or ᾱ_0. diffusers takes t − N div steps for every spacing: the same under
+/// leading and trailing spacing, but under linspace (52.6 apart for 20 steps) each step lands 2–3 timesteps short of
+/// where the model is next evaluated and the picture ends with the noise of t ≈ 50 left in it. Clipping x_0 (clip_sample)
+/// defaults to on only for configs written for DDIM or DDPM (<see cref="SchedulerConfig.WrittenFor"/>).
 /// </summary>
 public sealed class DdimScheduler : SchedulerBase
 {
@@ -17,7 +20,7 @@ public sealed class DdimScheduler : SchedulerBase
         if (!(eta >= 0 && eta <= 1)) throw new InvalidArgumentException("eta", $"is {eta}; DDIM's η must be between 0 (deterministic) and 1 (DDPM-like)");
         Eta = eta;
         _finalAlphaCumprod = (config.SetAlphaToOne ?? true) ? 1.0 : Schedule.AlphasCumprod[0];
-        _clip = config.ClipSample ?? true;
+        _clip = config.ClipSample ?? config.WrittenFor("DDIMScheduler", "DDPMScheduler");
     }
 
     /// <summary>η: 0 for deterministic DDIM, 1 for the DDPM posterior's variance.</summary>
@@ -30,7 +33,7 @@ public sealed class DdimScheduler : SchedulerBase
     protected override void StepCore(ReadOnlySpan<float> modelOutput, int stepIndex, Span<float> sample, INoiseSource? noise)
     {
         int t = (int)TimestepAt(stepIndex);
-        int prev = t - Config.NumTrainTimesteps / InferenceSteps;
+        int prev = stepIndex + 1 < Timesteps.Count ? (int)TimestepAt(stepIndex + 1) : -1;
         double alpha = AlphaCumprodAt(t), alphaPrev = prev >= 0 ? AlphaCumprodAt(prev) : _finalAlphaCumprod;
         double a = Math.Sqrt(alpha), s = Math.Sqrt(1 - alpha);
         double variance = (1 - alphaPrev) / (1 - alpha) * (1 - alpha / alphaPrev);

@@ -80,7 +80,7 @@ public abstract class SchedulerBase : IScheduler
 
     protected abstract void AddNoiseCore(ReadOnlySpan<float> original, ReadOnlySpan<float> noise, int stepIndex, Span<float> destination);
 
-    public int StartIndexForStrength(double strength)
+    public virtual int StartIndexForStrength(double strength)
     {
         if (!(strength >= 0 && strength <= 1))
             throw new InvalidArgumentException("strength", $"is {strength}; it must be between 0 (keep the image) and 1 (ignore it)");

@@ -57,6 +57,16 @@ public sealed record SchedulerConfig
     /// <summary><c>_class_name</c>: the diffusers scheduler the model was shipped with (picks the default scheduler).</summary>
     public string? ClassName { get; init; }
 
+    /// <summary>
+    /// Whether this config was written for one of <paramref name="classNames"/> (or built in code, without a
+    /// <c>_class_name</c>). A config borrowed from another class never chose the settings that class lacks: an Euler or
+    /// DPM config has no <c>clip_sample</c> because those samplers end at σ = 0 on latents of any range, so DDIM and PNDM
+    /// take the latent-diffusion values for such keys (no clipping, a clean last step) instead of their pixel-space
+    /// defaults. diffusers' <c>from_config</c> applies the class defaults instead, and DDIM then clamps Stable Diffusion
+    /// latents to ±1 (pictures of noise on tiny-shapes, whose config comes from EulerDiscreteScheduler).
+    /// </summary>
+    public bool WrittenFor(params string[] classNames) => ClassName is null || classNames.Contains(ClassName, StringComparer.Ordinal);
+
     /// <summary><c>num_train_timesteps</c>: N, the length of the training noise schedule.</summary>
     public int NumTrainTimesteps { get; init; } = 1000;
 
@@ -81,10 +91,16 @@ public sealed record SchedulerConfig
     /// <summary><c>steps_offset</c>: added to every timestep under leading spacing (SD uses 1).</summary>
     public int StepsOffset { get; init; }
 
-    /// <summary><c>set_alpha_to_one</c>: ᾱ used past the last step, 1 or ᾱ_0; null: true for DDIM and LCM, false for PNDM.</summary>
+    /// <summary>
+    /// <c>set_alpha_to_one</c>: ᾱ used past the last step, 1 or ᾱ_0; null: true for DDIM and LCM; false for PNDM when the
+    /// config was written for PNDM (diffusers' default), true when it was borrowed from another class (see <see cref="WrittenFor"/>).
+    /// </summary>
     public bool? SetAlphaToOne { get; init; }
 
-    /// <summary><c>clip_sample</c>: clamp the predicted x_0 to ±clip_sample_range; null: true for DDIM, false for LCM.</summary>
+    /// <summary>
+    /// <c>clip_sample</c>: clamp the predicted x_0 to ±clip_sample_range; null: true for DDIM when the config was written for
+    /// DDIM or DDPM (diffusers' pixel-space default), false when borrowed from another class and for LCM.
+    /// </summary>
     public bool? ClipSample { get; init; }
 
     /// <summary><c>clip_sample_range</c>.</summary>

@@ -94,13 +94,44 @@ public class DdimTests
     [Fact]
     public void ClipSampleClampsX0WhenNotSetToFalse()
     {
-        // clip_sample absent → DDIM's default, true: x_0 is clamped to ±1 (ε is still the model's).
-        var ddim = new DdimScheduler(Reference.Sd15 with { ClipSample = null, SetAlphaToOne = true });
+        // clip_sample absent from a DDIM config → DDIM's default, true: x_0 is clamped to ±1 (ε is still the model's).
+        var ddim = new DdimScheduler(Reference.Sd15 with { ClassName = "DDIMScheduler", ClipSample = null, SetAlphaToOne = true });
         ddim.SetTimesteps(50);
         float[] x = [3f, -3f, 0.1f], eps = [0f, 0f, 0f];
         // x_0 = x/√ᾱ_1 → clamped to 1, −1, and 0.1/√ᾱ_1 unchanged; ᾱ_prev = 1 so the result is x_0.
         ddim.Step(eps, 49, x);
         Reference.Close([1.0, -1.0, 0.1 / Math.Sqrt(Reference.AlphaBar[1])], x);
+    }
+
+    [Theory]
+    [InlineData("EulerDiscreteScheduler")]
+    [InlineData("PNDMScheduler")]
+    public void BorrowedConfigWithoutClipSampleDoesNotClamp(string className)
+    {
+        // A config written for another class never chose clip_sample: latents of any range pass unclamped (tiny-shapes'
+        // Euler config under DDIM drew noise while ±1 clamping applied).
+        var ddim = new DdimScheduler(Reference.Sd15 with { ClassName = className, ClipSample = null, SetAlphaToOne = true });
+        ddim.SetTimesteps(50);
+        float[] x = [3f, -3f], eps = [0f, 0f];
+        ddim.Step(eps, 49, x);
+        double a = Math.Sqrt(Reference.AlphaBar[1]);
+        Reference.Close([3 / a, -3 / a], x);
+    }
+
+    [Fact]
+    public void LinspaceStepsLandOnTheNextPlannedTimestep()
+    {
+        // linspace, 20 steps: 999, 946, 894, ... The step from 999 goes to ᾱ_946 (diffusers: 999 − 50 = 949).
+        var config = Reference.Sd15 with { ClassName = "EulerDiscreteScheduler", TimestepSpacing = TimestepSpacing.Linspace };
+        var ddim = new DdimScheduler(config);
+        ddim.SetTimesteps(20);
+        Assert.Equal(999, ddim.Timesteps[0]);
+        Assert.Equal(946, ddim.Timesteps[1]);
+        float[] x = [0.8f], eps = [0.3f];
+        double at = Reference.AlphaBar[999], ap = Reference.AlphaBar[946];
+        double x0 = (0.8 - Math.Sqrt(1 - at) * 0.3) / Math.Sqrt(at);
+        ddim.Step(eps, 0, x);
+        Reference.Close(Math.Sqrt(ap) * x0 + Math.Sqrt(1 - ap) * 0.3, x[0]);
     }
 
     [Fact]

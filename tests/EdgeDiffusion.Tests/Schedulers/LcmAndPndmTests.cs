@@ -97,7 +97,8 @@ public class PndmTests
     [Fact]
     public void FirstStepsFollowPlmsWithTheRedoneSecondCall()
     {
-        var pndm = new PndmScheduler(Reference.Sd15);
+        // Order 4: diffusers' PLMS exactly (leading spacing, where the next planned timestep is t − N div steps).
+        var pndm = new PndmScheduler(Reference.Sd15, order: 4);
         pndm.SetTimesteps(50); // 981, 961, 961, 941, 921, 901, ...
         float[] x = [0.5f, -1.0f], start = [0.5f, -1.0f];
         float[][] e = [[0.1f, 0.2f], [0.3f, -0.1f], [-0.2f, 0.4f], [0.05f, 0.05f], [0.6f, -0.6f], [0.0f, 1.0f]];
@@ -136,6 +137,53 @@ public class PndmTests
         expected = Expect(i => Transfer(x5[i], (55.0 * e[5][i] - 59.0 * e[4][i] + 37.0 * e[3][i] - 9.0 * e[2][i]) / 24, 901, 881));
         pndm.Step(e[5], 5, x);
         Reference.Close(expected, x);
+    }
+
+    [Fact]
+    public void DefaultOrderTwoKeepsTheTwoStepCombination()
+    {
+        // The default caps PLMS at Adams–Bashforth order 2: from call 3 on, (3 ε_n − ε_{n−1})/2.
+        var pndm = new PndmScheduler(Reference.Sd15);
+        Assert.Equal(2, pndm.Order);
+        pndm.SetTimesteps(50);
+        float[] x = [0.5f, -1.0f];
+        float[][] e = [[0.1f, 0.2f], [0.3f, -0.1f], [-0.2f, 0.4f], [0.05f, 0.05f], [0.6f, -0.6f]];
+        for (int k = 0; k < 3; k++) pndm.Step(e[k], k, x);
+        var x3 = x.ToArray();
+        pndm.Step(e[3], 3, x);
+        Reference.Close([Transfer(x3[0], (3.0 * e[3][0] - e[2][0]) / 2, 941, 921), Transfer(x3[1], (3.0 * e[3][1] - e[2][1]) / 2, 941, 921)], x);
+        Assert.Throws<InvalidArgumentException>(() => new PndmScheduler(Reference.Sd15, order: 5));
+    }
+
+    [Fact]
+    public void BorrowedConfigEndsAtAlphaOne()
+    {
+        // An Euler config (no set_alpha_to_one) ends the last transfer at ᾱ = 1, a clean sample, as the Euler it came from.
+        var pndm = new PndmScheduler(Reference.Sd15 with { ClassName = "EulerDiscreteScheduler", SetAlphaToOne = null });
+        pndm.SetTimesteps(1);
+        float[] x = [0.25f], eps = [0.5f];
+        double at = Ab(1);
+        pndm.Step(eps, 0, x);
+        Reference.Close((0.25 - Math.Sqrt(1 - at) * 0.5) / Math.Sqrt(at), x[0]);
+    }
+
+    [Fact]
+    public void Img2ImgStartsAfterTheDuplicateWithoutRedo()
+    {
+        // 10 steps (901, 801, 801, 701, ...): strength 0.5 starts at spaced step 5 (401), call index 6, and steps 401 → 301.
+        var pndm = new PndmScheduler(Reference.Sd15);
+        pndm.SetTimesteps(10);
+        int start = pndm.StartIndexForStrength(0.5);
+        Assert.Equal(6, start);
+        Assert.Equal(401, pndm.Timesteps[start]);
+        Assert.Equal(0, pndm.StartIndexForStrength(1.0));
+        Assert.Equal(pndm.Timesteps.Count, pndm.StartIndexForStrength(0.0));
+        float[] x = [0.5f], eps = [0.2f];
+        pndm.Step(eps, start, x);
+        Reference.Close(Transfer(0.5, 0.2, 401, 301), x[0]);
+        var x1 = x[0];
+        pndm.Step(eps, start + 1, x); // second call: order 2 with equal outputs, no redo
+        Reference.Close(Transfer(x1, 0.2, 301, 201), x[0]);
     }
 
     [Fact]
