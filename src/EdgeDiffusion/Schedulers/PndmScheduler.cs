@@ -12,12 +12,14 @@ namespace EdgeDiffusion.Schedulers;
 /// and ᾱ past the last step is ᾱ_0 or, with set_alpha_to_one (default for configs borrowed from other classes), 1.
 /// As in diffusers, the combination is over raw model outputs; v and x_0 predictions are turned into ε afterwards.
 /// skip_prk_steps in a config is ignored: this is always the PLMS variant.
-/// <para>The multistep order is capped at <see cref="Order"/>, 2 by default where diffusers goes to 4: on the trained
-/// tiny-shapes model at its guidance 3, orders 3 and 4 are unstable (the guided ε alternates in sign with growing size
-/// below t ≈ 400 and the picture turns yellow at 20 steps, a purple smear at 8), because the Adams–Bashforth stability
-/// interval on the real axis shrinks from (−1, 0)·h for order 2 to (−6/11, 0) and (−3/10, 0) for orders 3 and 4 while the
-/// latent directions the data barely varies in are stiff near t = 0 (∂ε/∂x ≈ 1/√(1 − ᾱ)). Order 2 draws the captions at
-/// 4 to 50 steps; <c>new PndmScheduler(config, order: 4)</c> is diffusers' PLMS exactly.</para>
+/// <para>The multistep order is capped at <see cref="Order"/>; by default 2 from 10 steps on and 1 below, where
+/// diffusers always goes to 4. On the trained tiny-shapes model at its guidance 3 (picture gate, 9 held-out captions × 2
+/// seeds) the foreground colour is right in 100 % of the pictures at 20 steps with orders 1–3 but 50 % with order 4, and at
+/// 8 steps 100 / 72 / 39 / 11 % with orders 1 / 2 / 3 / 4: the guided ε alternates in sign with growing size near t = 0.
+/// The Adams–Bashforth stability interval on the real axis shrinks from (−2, 0)·h for order 1 to (−1, 0), (−6/11, 0) and
+/// (−3/10, 0) for orders 2–4, while the latent directions the data barely varies in are stiff near t = 0
+/// (∂ε/∂x ≈ 1/√(1 − ᾱ)), so fewer, longer steps need a lower order. <c>new PndmScheduler(config, order: 4)</c> is
+/// diffusers' PLMS exactly.</para>
 /// </summary>
 public sealed class PndmScheduler : SchedulerBase
 {
@@ -26,10 +28,10 @@ public sealed class PndmScheduler : SchedulerBase
     private int _newest = -1, _outputCount;
     private float[] _firstSample = [];
 
-    public PndmScheduler(SchedulerConfig config, int order = 2) : base("pndm", config)
+    public PndmScheduler(SchedulerConfig config, int? order = null) : base("pndm", config)
     {
         if (order is < 1 or > 4) throw new InvalidArgumentException("order", $"is {order}; PLMS uses orders 1 to 4");
-        Order = order;
+        _order = order;
         _finalAlphaCumprod = (config.SetAlphaToOne ?? !config.WrittenFor("PNDMScheduler")) ? 1.0 : Schedule.AlphasCumprod[0];
     }
 
@@ -109,8 +111,10 @@ public sealed class PndmScheduler : SchedulerBase
         return k == 0 || InferenceSteps == 1 ? k : k + 1;
     }
 
-    /// <summary>The highest Adams–Bashforth order used (1–4).</summary>
-    public int Order { get; }
+    private readonly int? _order;
+
+    /// <summary>The highest Adams–Bashforth order of this run (1–4): the one given, else 2 from 10 steps and 1 below.</summary>
+    public int Order => _order ?? (InferenceSteps >= 10 ? 2 : 1);
 
     /// <summary>The k-th newest stored model output (k = 1 is the latest).</summary>
     private ReadOnlySpan<float> Output(int k) => _outputs[(_newest - (k - 1) + 4) % 4];

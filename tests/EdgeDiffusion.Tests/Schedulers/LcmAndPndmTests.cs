@@ -144,8 +144,10 @@ public class PndmTests
     {
         // The default caps PLMS at Adams–Bashforth order 2: from call 3 on, (3 ε_n − ε_{n−1})/2.
         var pndm = new PndmScheduler(Reference.Sd15);
-        Assert.Equal(2, pndm.Order);
+        pndm.SetTimesteps(8);
+        Assert.Equal(1, pndm.Order);
         pndm.SetTimesteps(50);
+        Assert.Equal(2, pndm.Order);
         float[] x = [0.5f, -1.0f];
         float[][] e = [[0.1f, 0.2f], [0.3f, -0.1f], [-0.2f, 0.4f], [0.05f, 0.05f], [0.6f, -0.6f]];
         for (int k = 0; k < 3; k++) pndm.Step(e[k], k, x);
