@@ -21,6 +21,17 @@ public sealed record GenerationRequest
     /// <summary>Image i of the batch uses seed + i, so it equals a single generation with that seed.</summary>
     public ulong Seed { get; init; }
 
+    /// <summary>
+    /// The noise source by name (<see cref="Schedulers.NoiseSources.Names"/>; the CLI's --rng): <c>edgediff</c> (the default,
+    /// the same bytes on every platform), <c>torch</c> (torch.randn on the CPU with torch.Generator().manual_seed(seed)) or
+    /// <c>numpy</c> (np.random.RandomState(seed).standard_normal, seeds up to 2³² − 1). Image i of a batch has its own
+    /// generator seeded <c>Seed + i</c> and its own latents, drawn as one randn of [1, 4, H/8, W/8]; diffusers draws a
+    /// batch's latents as one randn of [batch, 4, H/8, W/8] from one generator, so the initial latents of <c>torch</c>
+    /// equal diffusers' (generator=torch.Generator("cpu").manual_seed(seed)) for one image per generator seed: a batch of
+    /// one, or diffusers given a list of generators seeded seed, seed + 1, …
+    /// </summary>
+    public string Noise { get; init; } = Schedulers.NoiseSources.Default;
+
     public int Width { get; init; } = 512;
 
     public int Height { get; init; } = 512;
@@ -43,8 +54,12 @@ public sealed record GenerationRequest
             throw new InvalidArgumentException("--height", $"{Height} is not a positive multiple of 8; use {Math.Max(8, Height / 8 * 8)} or {Math.Max(8, (Height + 7) / 8 * 8)}");
         if (Scheduler is not null && !Schedulers.SchedulerFactory.Names.Contains(Scheduler.Trim().ToLowerInvariant()))
             throw new InvalidArgumentException("--scheduler", $"\"{Scheduler}\" is not a scheduler; use one of {string.Join(", ", Schedulers.SchedulerFactory.Names)}");
+        if (!Schedulers.NoiseSources.IsKnown(Noise))
+            throw new InvalidArgumentException("--rng", $"\"{Noise}\" is not a noise source; use one of {string.Join(", ", Schedulers.NoiseSources.Names)}");
         if (Steps is < 1 or > 1000) throw new InvalidArgumentException("--steps", $"{Steps} is out of range; use 1 to 1000");
         if (Count is < 1 or > 64) throw new InvalidArgumentException("--count", $"{Count} is out of range; use 1 to 64");
+        if (Noise.Trim().Equals("numpy", StringComparison.OrdinalIgnoreCase) && (Seed > uint.MaxValue || (ulong)(Count - 1) > uint.MaxValue - Seed))
+            throw new InvalidArgumentException("--seed", $"{Seed} is out of range for --rng numpy with --count {Count}: numpy seeds go from 0 to 4294967295 and image i uses seed + i");
         if (double.IsNaN(Guidance) || Guidance < 0 || Guidance > 100) throw new InvalidArgumentException("--guidance", $"{Guidance} is out of range; use 0 to 100 (1 or less turns guidance off)");
         if (InitImage is not null)
         {

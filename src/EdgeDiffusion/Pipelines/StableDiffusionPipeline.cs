@@ -194,7 +194,7 @@ public sealed class StableDiffusionPipeline : IDisposable
 
         // Latents: image i from its own seeded stream.
         var seeds = Enumerable.Range(0, n).Select(i => request.Seed + (ulong)i).ToArray();
-        var noise = new BatchNoise(seeds.Select(s => (INoiseSource)new GaussianNoise(s)).ToArray());
+        var noise = new BatchNoise(seeds.Select(s => NoiseSources.Create(request.Noise, s)).ToArray());
         var latents = new float[n * latentSize];
         noise.Fill(latents);
         int start = 0;
