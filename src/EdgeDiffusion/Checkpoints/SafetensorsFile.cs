@@ -1,7 +1,6 @@
 using System.Buffers;
 using System.Buffers.Binary;
 using System.Runtime.InteropServices;
-using System.Text;
 using System.Text.Json;
 using EdgeDiffusion.Onnx;
 using Microsoft.Win32.SafeHandles;
@@ -212,13 +211,16 @@ public sealed class SafetensorsFile : IDisposable
         long dataStart = 8 + (long)headerLength;
         long dataLength = fileLength - dataStart;
 
+        if (!System.Text.Unicode.Utf8.IsValid(header))
+            throw new CheckpointFormatException(path, "header is not valid UTF-8 JSON (invalid UTF-8 bytes); the file is corrupt or not safetensors");
+
         JsonDocument document;
         try
         {
-            // Strict UTF-8: JsonDocument rejects invalid sequences; the format allows trailing spaces, which JSON ignores.
+            // The format allows trailing spaces after the JSON, which the parser skips.
             document = JsonDocument.Parse(header);
         }
-        catch (Exception e) when (e is JsonException or ArgumentException or DecoderFallbackException)
+        catch (JsonException e)
         {
             throw new CheckpointFormatException(path, $"header is not valid UTF-8 JSON ({FirstLine(e.Message)}); the file is corrupt or not safetensors", e);
         }
