@@ -10,14 +10,12 @@ public interface ITextEncoder : IDisposable
     float[] Encode(IReadOnlyList<int[]> ids, out int sequence, out int width);
 }
 
-/// <summary>The noise predictor (UNet). Callers give all rows (images × guidance halves); the denoiser batches them as its model allows.</summary>
-public interface IDenoiser : IDisposable
+/// <summary>
+/// What a denoising loop calls once its conditioning is set: the model output for all rows (images × guidance halves) at
+/// one timestep. SD's UNet and each Stable Cascade stage are one.
+/// </summary>
+public interface INoisePredictor : IDisposable
 {
-    int LatentChannels { get; }
-
-    /// <summary>Fixes the rows' conditioning and the latent size for the calls that follow (once per generation).</summary>
-    void SetConditioning(ReadOnlySpan<float> hiddenStates, int rows, int sequence, int width, int latentHeight, int latentWidth);
-
     /// <summary>Predicts the model output for all rows at <paramref name="timestep"/>. Allocates nothing.</summary>
     void Predict(ReadOnlySpan<float> sample, double timestep, Span<float> output);
 
@@ -26,6 +24,15 @@ public interface IDenoiser : IDisposable
 
     /// <summary>Model calls made so far.</summary>
     int ModelCalls { get; }
+}
+
+/// <summary>The SD noise predictor (UNet). Callers give all rows (images × guidance halves); the denoiser batches them as its model allows.</summary>
+public interface IDenoiser : INoisePredictor
+{
+    int LatentChannels { get; }
+
+    /// <summary>Fixes the rows' conditioning and the latent size for the calls that follow (once per generation).</summary>
+    void SetConditioning(ReadOnlySpan<float> hiddenStates, int rows, int sequence, int width, int latentHeight, int latentWidth);
 }
 
 /// <summary>Latents of one image → pixels [3, height, width] in [-1, 1].</summary>

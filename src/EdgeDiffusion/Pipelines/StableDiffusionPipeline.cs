@@ -222,29 +222,7 @@ public sealed class StableDiffusionPipeline : IDisposable
             for (int i = 0; i < latents.Length; i++) latents[i] *= sigma;
         }
 
-        // Denoising loop: buffers made once; a step allocates nothing.
-        var modelInput = new float[rows * latentSize];
-        var prediction = new float[rows * latentSize];
-        var guidedPrediction = guided ? new float[n * latentSize] : prediction;
-        float g = (float)request.Guidance;
-        var modelTimeBefore = _denoiser.ModelTime;
-        int callsBefore = _denoiser.ModelCalls;
-        var loop = Stopwatch.StartNew();
-        int steps = scheduler.Timesteps.Count - start;
-        for (int step = start; step < scheduler.Timesteps.Count; step++)
-        {
-            cancellation.ThrowIfCancellationRequested();
-            float scale = scheduler.ScaleModelInputFactor(step);
-            for (int half = 0; half < halves; half++) Scaled(latents, scale, modelInput.AsSpan(half * n * latentSize, n * latentSize));
-            _denoiser.Predict(modelInput, scheduler.Timesteps[step], prediction);
-            if (guided) Guide(prediction.AsSpan(0, n * latentSize), prediction.AsSpan(n * latentSize, n * latentSize), g, guidedPrediction);
-            scheduler.Step(guided ? guidedPrediction : prediction.AsSpan(0, n * latentSize), step, latents, noise);
-            int done = step - start + 1;
-            progress?.Invoke(new GenerationProgress(done, steps, loop.Elapsed, done / loop.Elapsed.TotalSeconds));
-        }
-        var loopTime = loop.Elapsed;
-        var denoiserTime = _denoiser.ModelTime - modelTimeBefore;
-        int calls = _denoiser.ModelCalls - callsBefore;
+        var loop = DenoisingLoop.Run(scheduler, _denoiser, latents, n, request.Guidance, start, noise, progress, cancellation);
 
         sw.Restart();
         var images = new List<float[]>(n);
@@ -259,22 +237,8 @@ public sealed class StableDiffusionPipeline : IDisposable
         }
         finally { _decoder.Release(); }
         var decodeTime = sw.Elapsed;
-        var timings = new GenerationTimings(textTime, encodeTime, denoiserTime, calls, steps, loopTime - denoiserTime, decodeTime, total.Elapsed);
+        var timings = new GenerationTimings(textTime, encodeTime, loop.Model, loop.Calls, loop.Steps, loop.Overhead, decodeTime, total.Elapsed);
         return new GenerationResult(images, seeds, request.Width, request.Height, scheduler.Name, timings, warnings);
-    }
-
-    // The per-step loops run a few dozen times per picture: compiled optimized at first use rather than tier-0 first.
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Scaled(ReadOnlySpan<float> source, float scale, Span<float> destination)
-    {
-        for (int i = 0; i < destination.Length; i++) destination[i] = source[i] * scale;
-    }
-
-    /// <summary>Classifier-free guidance: ε = ε_uncond + g · (ε_cond − ε_uncond).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Guide(ReadOnlySpan<float> uncond, ReadOnlySpan<float> cond, float g, Span<float> destination)
-    {
-        for (int i = 0; i < destination.Length; i++) destination[i] = uncond[i] + g * (cond[i] - uncond[i]);
     }
 
     public void Dispose()

@@ -7,12 +7,20 @@ namespace EdgeDiffusion.Schedulers;
 /// run the model on latents × <see cref="ScaleModelInputFactor"/>(i) at timestep <see cref="Timesteps"/>[i], and
 /// <see cref="Step"/>(output, i, latents). Steps after the first must come in order (multistep solvers keep history).
 /// </summary>
-public interface IScheduler
+public interface IScheduler : IDiffusionScheduler
 {
-    /// <summary>The factory name (euler, euler-a, ddim, dpm++2m, dpm++2m-karras, lcm, pndm).</summary>
-    string Name { get; }
-
+    /// <summary>The diffusers settings of the SD-family schedulers (betas, spacing, prediction type…).</summary>
     SchedulerConfig Config { get; }
+}
+
+/// <summary>
+/// The state machine a denoising loop drives, whatever its noise schedule: SD's discrete schedulers (<see cref="IScheduler"/>)
+/// and Stable Cascade's continuous <see cref="DdpmWuerstchenScheduler"/> alike.
+/// </summary>
+public interface IDiffusionScheduler
+{
+    /// <summary>The factory name (euler, euler-a, ddim, dpm++2m, dpm++2m-karras, lcm, pndm; ddpm-wuerstchen).</summary>
+    string Name { get; }
 
     /// <summary>The step count last passed to <see cref="SetTimesteps"/> (0 before). PNDM runs one model call more than this.</summary>
     int InferenceSteps { get; }
