@@ -91,7 +91,11 @@ public sealed record GenerationTimings(
 }
 
 /// <summary>The pictures ([3, Height, Width] floats in [-1, 1] each), their seeds and where the time went.</summary>
-public sealed record GenerationResult(IReadOnlyList<float[]> Images, IReadOnlyList<ulong> Seeds, int Width, int Height, string Scheduler, GenerationTimings Timings, IReadOnlyList<string> Warnings);
+public sealed record GenerationResult(IReadOnlyList<float[]> Images, IReadOnlyList<ulong> Seeds, int Width, int Height, string Scheduler, GenerationTimings Timings, IReadOnlyList<string> Warnings)
+{
+    /// <summary>Per-stage times of a multi-stage pipeline (Stable Cascade: prior, decoder, vqgan); empty for SD.</summary>
+    public IReadOnlyList<StageTiming> Stages { get; init; } = [];
+}
 
 /// <summary>
 /// The shape a pipeline will be used at: image size and UNet rows (images × 2 with guidance). Lets the UNet session be
