@@ -31,14 +31,24 @@ public static class GenerateCommand
         var noCache = new Option<bool>("--no-cache") { Description = "build every session from scratch and cache nothing" };
         var sharedAllocator = new Option<bool>("--shared-allocator") { Description = "all sessions allocate from one shared CPU arena (session.use_env_allocators)" };
         var lowMemory = new Option<bool>("--low-memory") { Description = "keep only the UNet loaded; create the text encoder and VAE for each use (same output, less memory)" };
-        var decompress = RuntimeOptions.DecompressOption();
-        var command = new Command("generate", "Generate images from a text prompt with a Stable Diffusion-style ONNX model folder.")
+        var rng = new Option<string>("--rng")
         {
-            prompt, model, negative, steps, guidance, scheduler, seed, width, height, count, init, strength, output, threads, quiet, cacheDir, noCache, lowMemory, sharedAllocator, decompress,
+            Description = "the initial noise: edgediff (the same on every platform), torch (torch.randn on the CPU with torch.Generator().manual_seed(seed), as diffusers draws its latents) or numpy (np.random.RandomState(seed), seeds up to 4294967295)",
+            HelpName = string.Join("|", NoiseSources.Names),
+            DefaultValueFactory = _ => NoiseSources.Default,
+        };
+        var decompress = RuntimeOptions.DecompressOption();
+        var command = new Command("generate",
+            "Generate images from a text prompt with a Stable Diffusion-style ONNX model folder. Without --model it uses the default model, " +
+            "models/tiny-shapes (shipped beside edgediff): 64×64 pictures of one shape on a background, at its own guidance 3; " +
+            "it knows the colours red, green, blue, yellow, orange, purple, white and black, the shapes circle, square and triangle (or two small ones: \"two red circles\"), the sizes small and large, and positions (in the center, at the top left, …: not followed yet), e.g. \"a large red circle on a blue background\".")
+        {
+            prompt, model, negative, steps, guidance, scheduler, seed, width, height, count, init, strength, output, threads, quiet, cacheDir, noCache, lowMemory, sharedAllocator, decompress, rng,
         };
         var devices = RuntimeOptions.AddDeviceOptions(command);
         command.SetAction((result, cancellation) => Task.FromResult(VerbRunner.Run(() =>
         {
+            // Everything that can be wrong with the command line is checked here, before any file is read or session made.
             var outputs = OutputPaths(result.GetValue(output)!, result.GetValue(count));
             string folder = ModelOption.Resolve(result.GetValue(model));
             var settings = RuntimeOptions.Settings(result.GetValue(threads), result.GetValue(noCache), result.GetValue(cacheDir), result.GetValue(sharedAllocator),
@@ -49,32 +59,34 @@ public static class GenerateCommand
                 Prompt = result.GetValue(prompt)!,
                 NegativePrompt = result.GetValue(negative) ?? "",
                 Steps = result.GetValue(steps),
-                Guidance = result.GetValue(guidance) ?? StableDiffusionPipeline.ConfiguredGuidance(folder) ?? GenerationRequest.DefaultGuidance,
+                Guidance = result.GetValue(guidance), // null: the model's (model_index.json), else 7.5
                 Scheduler = result.GetValue(scheduler),
                 Seed = result.GetValue(seed),
                 Width = result.GetValue(width) ?? size.Width,
                 Height = result.GetValue(height) ?? size.Height,
                 Count = result.GetValue(count),
                 Strength = result.GetValue(strength),
+                Noise = result.GetValue(rng) ?? NoiseSources.Default,
             };
             string? initPath = result.GetValue(init);
             request.Validate();
-            if (initPath is not null) request = request with { InitImage = ImageTensor.LoadInitImage(initPath, request.Width, request.Height) };
+            request.ValidateStrength(); // Validate checks it only once an init image is set; --strength 2 is wrong either way
+            double? modelGuidance = StableDiffusionPipeline.ConfiguredGuidance(folder);
+            foreach (var path in outputs) IO.OutputFile.CheckWritable(path, "--output");
+            if (initPath is not null)
+            {
+                request = request with { InitImage = ImageTensor.LoadInitImage(initPath, request.Width, request.Height) };
+                request.Validate();
+            }
             // The size is known before the sessions exist: the UNet is planned for exactly these shapes (no warm-up call:
             // a one-shot run would only move the first step's cost into loading).
-            using var pipeline = StableDiffusionPipeline.Load(folder, settings, result.GetValue(lowMemory), GenerationPlan.For(request, warmUp: false));
+            using var pipeline = StableDiffusionPipeline.Load(folder, settings, result.GetValue(lowMemory), GenerationPlan.For(request, warmUp: false, modelGuidance));
             if (!result.GetValue(quiet)) RuntimeOptions.ReportCache(settings, Console.Error);
 
             using var progress = new StepProgressReporter(result.GetValue(quiet), Console.Error);
             var generated = pipeline.Generate(request, progress.Report, cancellation);
             foreach (var warning in generated.Warnings) Console.Error.WriteLine($"warning: {warning}");
-            for (int i = 0; i < generated.Images.Count; i++)
-            {
-                var image = ImageTensor.ToImage(generated.Images[i], 1, 3, generated.Height, generated.Width, 0);
-                var parameters = new GenerationParameters(request.Prompt, request.NegativePrompt, (long)generated.Seeds[i], request.Steps,
-                    generated.Scheduler, request.Guidance, generated.Width, generated.Height, pipeline.Name, initPath is null ? null : request.Strength);
-                PngWriter.Write(outputs[i], image, parameters);
-            }
+            for (int i = 0; i < generated.Images.Count; i++) generated.SavePng(outputs[i], i);
             var t = generated.Timings;
             string encoderPart = initPath is null ? "" : FormattableString.Invariant($"vae encoder {t.ImageEncoder.TotalSeconds:0.000} s, ");
             Console.Out.WriteLine(FormattableString.Invariant(
@@ -84,14 +96,10 @@ public static class GenerateCommand
         return command;
     }
 
-    /// <summary>One path per image; checked before any work so a bad path fails fast.</summary>
+    /// <summary>One path per image; checked (folder exists and is writable) before any work so a bad path fails fast.</summary>
     internal static string[] OutputPaths(string output, int count)
     {
-        if (string.IsNullOrWhiteSpace(output)) throw new InvalidArgumentException("--output", "empty; give a file name such as out.png");
-        string full = Path.GetFullPath(output);
-        string? dir = Path.GetDirectoryName(full);
-        if (dir is null || !Directory.Exists(dir)) throw new InvalidArgumentException("--output", $"folder {dir} does not exist; create it first");
-        if (Directory.Exists(full)) throw new InvalidArgumentException("--output", $"{output} is a folder; give a file name such as {Path.Combine(output, "out.png")}");
+        IO.OutputFile.CheckWritable(output, "--output");
         if (count <= 1) return [output];
         string stem = Path.Combine(Path.GetDirectoryName(output) ?? "", Path.GetFileNameWithoutExtension(output));
         string ext = Path.GetExtension(output) is { Length: > 0 } e ? e : ".png";

@@ -13,7 +13,7 @@ public static class InspectCommand
     {
         var path = new Argument<string>("model") { Description = "a .onnx file or a diffusers-style model folder" };
         var json = new Option<bool>("--json") { Description = "print JSON instead of tables" };
-        var command = new Command("inspect", "Show opsets, inputs/outputs, op histogram, parameters, largest initializers, external data and compression.")
+        var command = new Command("inspect", "Show opsets, inputs/outputs, op histogram, parameters (for a compressed model: stored values by dtype and the parameter count once decompressed), largest initializers, external data and compression.")
         {
             path, json,
         };
@@ -38,16 +38,18 @@ public static class InspectCommand
         return command;
     }
 
-    private static IAnsiConsole Out => AnsiConsole.Console;
+    // Bound to the current Console.Out on each use: AnsiConsole.Console keeps the writer it first saw.
+    private static IAnsiConsole Out => CliConsole.Current();
 
     private static void RenderFolder(ModelFolderInspection folder)
     {
         Out.MarkupLine($"[bold]{Markup.Escape(folder.Root)}[/]: {folder.Components.Count} components");
         foreach (var c in folder.Components) Render(c.Model, c.Component);
-        var totals = new Table().Title("Totals").AddColumns("component", "parameters", "weight bytes", "nodes", "compressed");
+        var totals = new Table().Title("Totals").AddColumns("component", "parameters", "stored values", "weight bytes", "nodes", "compressed");
         foreach (var c in folder.Components)
-            totals.AddRow(c.Component, Count(c.Model.ParameterCount), Bytes(c.Model.ParameterBytes), c.Model.NodeCount.ToString(CultureInfo.InvariantCulture), c.Model.Compression.Compressed ? "yes" : "no");
-        totals.AddRow("[bold]total[/]", Count(folder.ParameterCount), Bytes(folder.ParameterBytes), "", $"disk {Bytes(folder.DiskBytes)}");
+            totals.AddRow(c.Component, Count(c.Model.ParameterCount), Count(c.Model.StoredValueCount), Bytes(c.Model.ParameterBytes),
+                c.Model.NodeCount.ToString(CultureInfo.InvariantCulture), c.Model.Compression.Compressed ? "yes" : "no");
+        totals.AddRow("[bold]total[/]", Count(folder.ParameterCount), Count(folder.StoredValueCount), Bytes(folder.ParameterBytes), "", $"disk {Bytes(folder.DiskBytes)}");
         Out.Write(totals);
     }
 
@@ -60,8 +62,17 @@ public static class InspectCommand
         foreach (var v in m.Outputs) io.AddRow("output", Markup.Escape(v.Name), v.Type, Markup.Escape("[" + string.Join(", ", v.Shape) + "]"));
         Out.Write(io);
         Out.MarkupLine($"{m.NodeCount} nodes: " + Markup.Escape(string.Join(", ", m.OpHistogram.Select(p => $"{p.Key} {p.Value}"))));
-        Out.MarkupLine($"{Count(m.ParameterCount)} parameters, {Bytes(m.ParameterBytes)}: " +
-            Markup.Escape(string.Join(", ", m.ByDtype.Select(d => $"{d.Dtype} {Count(d.Parameters)} ({Bytes(d.Bytes)})"))));
+        string byDtype = Markup.Escape(string.Join(", ", m.ByDtype.Select(d => $"{d.Dtype} {Count(d.Values)} ({Bytes(d.Bytes)})")));
+        if (!m.Compression.Compressed)
+            Out.MarkupLine($"{Count(m.ParameterCount)} parameters, {Bytes(m.ParameterBytes)}: {byDtype}");
+        else
+        {
+            // Compressed: what is stored (codes, palettes, scales …) is not the parameter count; that is the rebuilt weights'.
+            Out.MarkupLine($"{Count(m.StoredValueCount)} stored values, {Bytes(m.ParameterBytes)}: {byDtype}");
+            Out.MarkupLine(m.ParameterCount is long p
+                ? $"{Count(p)} parameters once decompressed"
+                : "parameters once decompressed: not known from the graph (a decompressed weight's shape could not be worked out)");
+        }
         if (m.LargestInitializers.Count > 0)
         {
             var largest = new Table().Title("largest initializers").AddColumns("name", "dtype", "shape", "bytes", "stored");
@@ -78,6 +89,8 @@ public static class InspectCommand
     }
 
     internal static string Count(long n) => n.ToString("N0", CultureInfo.InvariantCulture);
+
+    internal static string Count(long? n) => n is long v ? Count(v) : "?";
 
     internal static string Bytes(long n) => n switch
     {

@@ -17,10 +17,19 @@ public static class RuntimeOptions
     };
 
     /// <summary>--decompress: when compressed weights become float32.</summary>
+    /// <remarks>Shown and parsed in lower case as the docs write it (jit|load); any case is accepted.</remarks>
     public static Option<DecompressionMode> DecompressOption() => new("--decompress")
     {
-        Description = "compressed models only: jit keeps weights compressed in memory and expands each layer when it runs; load expands them once at start (float32 memory and speed)",
-        DefaultValueFactory = _ => DecompressionMode.Jit,
+        Description = "compressed models only: jit (the default) keeps weights compressed in memory and expands each layer when it runs; load expands them once at start (float32 memory and speed)",
+        HelpName = string.Join("|", Enum.GetNames<DecompressionMode>().Select(n => n.ToLowerInvariant())),
+        // No DefaultValueFactory: help would print the enum's own casing ("Jit"); an absent option is default(T), Jit.
+        CustomParser = result =>
+        {
+            string token = result.Tokens.Count > 0 ? result.Tokens[^1].Value.Trim() : "";
+            if (token.Length > 0 && char.IsLetter(token[0]) && Enum.TryParse<DecompressionMode>(token, ignoreCase: true, out var mode)) return mode;
+            result.AddError($"\"{token}\" is not a decompression mode");
+            return DecompressionMode.Jit;
+        },
     };
 
     /// <summary>One line saying which sessions came from the cache.</summary>

@@ -5,7 +5,7 @@ namespace EdgeDiffusion.Cli;
 /// <summary>Runs a verb's body and turns EdgeDiffusion's typed errors into one line on stderr and a non-zero exit code.</summary>
 public static class VerbRunner
 {
-    /// <summary>Exit code for bad input (files, arguments); distinct from 1, which System.CommandLine uses for parse errors.</summary>
+    /// <summary>Exit code for bad input (files, arguments, and command lines that do not parse: see <see cref="Program.Run"/>).</summary>
     public const int BadInput = 2;
 
     public static int Run(Func<int> body, TextWriter? error = null)

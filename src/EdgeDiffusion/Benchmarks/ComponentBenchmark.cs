@@ -107,7 +107,7 @@ public static class ComponentBenchmark
         clock.Restart();
         var result = pipeline.Generate(request, cancellation: cancellation);
         double ms = clock.Elapsed.TotalMilliseconds;
-        return new MeasuredGeneration(request.Steps, request.Guidance, result.Scheduler, result.Timings.DenoiserCalls, load, ms, peakReset ? PeakRssBytes() : null);
+        return new MeasuredGeneration(request.Steps, result.Guidance, result.Scheduler, result.Timings.DenoiserCalls, load, ms, peakReset ? PeakRssBytes() : null);
     }
 
     /// <summary>METHOD:BITS/DTYPE: palettize:6, linear:int8, linear:int4, prune:0.5; a bad one names --compression.</summary>

@@ -17,6 +17,7 @@ namespace EdgeDiffusion.Imaging;
 /// <param name="Height">Image height in pixels.</param>
 /// <param name="Model">The model name.</param>
 /// <param name="Strength">img2img denoising strength; null for text-to-image.</param>
+/// <param name="Noise">The noise source (<c>GenerationRequest.Noise</c>, the CLI's --rng) when not the default edgediff; null leaves it out.</param>
 public sealed record GenerationParameters(
     string Prompt,
     string? NegativePrompt,
@@ -27,12 +28,13 @@ public sealed record GenerationParameters(
     int Width,
     int Height,
     string Model,
-    double? Strength = null)
+    double? Strength = null,
+    string? Noise = null)
 {
     /// <summary>
     /// The "parameters" text: the prompt, then "Negative prompt: ..." on its own line when there is one, then one line
     /// "Steps: 20, Sampler: euler, CFG scale: 7.5, Seed: 42, Size: 128x128, Model: tiny-shapes" with
-    /// ", Denoising strength: 0.75" appended for img2img. Numbers use invariant culture and the shortest form that round-trips
+    /// ", Denoising strength: 0.75" appended for img2img and ", RNG: torch" for a noise source other than edgediff. Numbers use invariant culture and the shortest form that round-trips
     /// (7 → "7", 7.5 → "7.5"). A sampler or model name holding a comma, colon or line break is written as a JSON string,
     /// as AUTOMATIC1111 does, so readers can still split the line on ", ".
     /// </summary>
@@ -48,6 +50,7 @@ public sealed record GenerationParameters(
             .Append(", Size: ").Append(Format(Width)).Append('x').Append(Format(Height))
             .Append(", Model: ").Append(Quote(Model));
         if (Strength is double strength) text.Append(", Denoising strength: ").Append(Format(strength));
+        if (!string.IsNullOrEmpty(Noise)) text.Append(", RNG: ").Append(Quote(Noise));
         return text.ToString();
     }
 

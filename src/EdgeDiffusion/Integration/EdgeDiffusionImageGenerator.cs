@@ -165,11 +165,9 @@ public sealed class EdgeDiffusionImageGenerator : IImageGenerator
 
     private DataContent ToPng(GenerationRequest request, GenerationResult result, int index)
     {
-        var image = ImageTensor.ToImage(result.Images[index], 1, 3, result.Height, result.Width, 0);
         ulong seed = result.Seeds[index];
-        var parameters = new GenerationParameters(request.Prompt, request.NegativePrompt, (long)seed, request.Steps,
-            result.Scheduler, request.Guidance, result.Width, result.Height, _pipeline.Name);
-        return new DataContent(PngWriter.Encode(image, parameters), "image/png")
+        var parameters = (result with { Request = result.Request ?? request, Model = _pipeline.Name }).Parameters(index);
+        return new DataContent(PngWriter.Encode(result.Image(index), parameters), "image/png")
         {
             Name = string.Create(CultureInfo.InvariantCulture, $"edgediff-{seed}.png"),
             AdditionalProperties = new AdditionalPropertiesDictionary { ["seed"] = seed },

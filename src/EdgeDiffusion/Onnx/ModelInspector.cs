@@ -4,7 +4,8 @@ namespace EdgeDiffusion.Onnx;
 
 public sealed record ValueSummary(string Name, string Type, IReadOnlyList<string> Shape);
 
-public sealed record DtypeTotal(string Dtype, long Tensors, long Parameters, long Bytes);
+/// <summary>The initializers of one dtype: how many tensors, how many values they store (elements) and in how many bytes.</summary>
+public sealed record DtypeTotal(string Dtype, long Tensors, long Values, long Bytes);
 
 public sealed record InitializerSummary(string Name, string Dtype, IReadOnlyList<long> Shape, long Bytes, bool External);
 
@@ -21,6 +22,12 @@ public sealed record CompressionSummary(int DequantizeLinear, int LookupTables, 
     public bool Compressed => DequantizeLinear + LookupTables + MatMulNBits + ScatteredSparse + ComputedWeights > 0;
 }
 
+/// <param name="ParameterCount">
+/// The model's parameters: for an uncompressed model the values its initializers store; for a compressed one the count once
+/// its weights are rebuilt (worked out from the graph: DequantizeLinear, palette and pruning shapes, MatMulNBits K·N), null
+/// when the graph does not tell. The values actually stored are <see cref="StoredValueCount"/>, by dtype in <see cref="ByDtype"/>.
+/// </param>
+/// <param name="ParameterBytes">The bytes the initializers take (stored, so compressed sizes for a compressed model).</param>
 public sealed record ModelInspection(
     string Path,
     long IrVersion,
@@ -30,13 +37,17 @@ public sealed record ModelInspection(
     IReadOnlyList<ValueSummary> Outputs,
     int NodeCount,
     IReadOnlyList<KeyValuePair<string, int>> OpHistogram,
-    long ParameterCount,
+    long? ParameterCount,
     long ParameterBytes,
     IReadOnlyList<DtypeTotal> ByDtype,
     IReadOnlyList<InitializerSummary> LargestInitializers,
     IReadOnlyList<ExternalFileSummary> ExternalDataFiles,
     CompressionSummary Compression,
-    long FileBytes);
+    long FileBytes)
+{
+    /// <summary>The values (elements) the initializers store, whatever their dtype: quantized codes, palettes, scales, masks, floats.</summary>
+    public long StoredValueCount => ByDtype.Sum(d => d.Values);
+}
 
 /// <summary>Summarises one ONNX model without reading its weights: everything comes from the protobuf and the external references.</summary>
 public static class ModelInspector
@@ -72,6 +83,13 @@ public static class ModelInspector
             .OrderBy(f => f.Location, StringComparer.Ordinal).ToList();
 
         string file = model.File;
+        var compression = DetectCompression(graph, model.File);
+        long stored = sizes.Sum(s => s.Elements);
+        long? parameters = compression.Compressed ? DecompressedParameters.Count(graph, t =>
+        {
+            try { return TensorData.Read<long>(t, model.External, model.File); }
+            catch (Exception e) when (e is EdgeDiffusionException or IOException) { return null; }
+        }) : stored;
         return new ModelInspection(
             file,
             model.Proto.IrVersion,
@@ -81,12 +99,12 @@ public static class ModelInspector
             graph.Output.Select(Summarise).ToList(),
             nodes.Count,
             histogram,
-            sizes.Sum(s => s.Elements),
+            parameters,
             sizes.Sum(s => s.Bytes),
             byDtype,
             largest,
             external,
-            DetectCompression(graph, model.File),
+            compression,
             System.IO.File.Exists(file) ? new FileInfo(file).Length : 0);
     }
 

@@ -9,11 +9,19 @@ public sealed record GenerationRequest
 
     public int Steps { get; init; } = 20;
 
-    /// <summary>Classifier-free guidance scale; at or below 1 the unconditional pass is skipped.</summary>
-    public double Guidance { get; init; } = DefaultGuidance;
+    /// <summary>
+    /// Classifier-free guidance scale; at or below 1 the unconditional pass is skipped. Null (the default) uses the
+    /// model's recommended scale (model_index.json's <c>_edgediffusion.guidance_scale</c>, see
+    /// <see cref="StableDiffusionPipeline.ModelGuidance"/>), else <see cref="DefaultGuidance"/>, as <c>edgediff generate</c>
+    /// does; <see cref="GenerationResult.Guidance"/> says which scale was used.
+    /// </summary>
+    public double? Guidance { get; init; }
 
     /// <summary>Stable Diffusion's usual classifier-free guidance scale, for models that recommend none.</summary>
     public const double DefaultGuidance = 7.5;
+
+    /// <summary>The scale a generation uses: <see cref="Guidance"/> when set, else the model's, else <see cref="DefaultGuidance"/>.</summary>
+    public double GuidanceFor(double? modelGuidance) => Guidance ?? modelGuidance ?? DefaultGuidance;
 
     /// <summary>Scheduler name (see SchedulerFactory.Names); null uses the model's own.</summary>
     public string? Scheduler { get; init; }
@@ -49,9 +57,9 @@ public sealed record GenerationRequest
     public void Validate()
     {
         if (Width <= 0 || Width % 8 != 0)
-            throw new InvalidArgumentException("--width", $"{Width} is not a positive multiple of 8; use {Math.Max(8, Width / 8 * 8)} or {Math.Max(8, (Width + 7) / 8 * 8)}");
+            throw new InvalidArgumentException("--width", SizeProblem(Width));
         if (Height <= 0 || Height % 8 != 0)
-            throw new InvalidArgumentException("--height", $"{Height} is not a positive multiple of 8; use {Math.Max(8, Height / 8 * 8)} or {Math.Max(8, (Height + 7) / 8 * 8)}");
+            throw new InvalidArgumentException("--height", SizeProblem(Height));
         if (Scheduler is not null && !Schedulers.SchedulerFactory.Names.Contains(Scheduler.Trim().ToLowerInvariant()))
             throw new InvalidArgumentException("--scheduler", $"\"{Scheduler}\" is not a scheduler; use one of {string.Join(", ", Schedulers.SchedulerFactory.Names)}");
         if (!Schedulers.NoiseSources.IsKnown(Noise))
@@ -60,13 +68,33 @@ public sealed record GenerationRequest
         if (Count is < 1 or > 64) throw new InvalidArgumentException("--count", $"{Count} is out of range; use 1 to 64");
         if (Noise.Trim().Equals("numpy", StringComparison.OrdinalIgnoreCase) && (Seed > uint.MaxValue || (ulong)(Count - 1) > uint.MaxValue - Seed))
             throw new InvalidArgumentException("--seed", $"{Seed} is out of range for --rng numpy with --count {Count}: numpy seeds go from 0 to 4294967295 and image i uses seed + i");
-        if (double.IsNaN(Guidance) || Guidance < 0 || Guidance > 100) throw new InvalidArgumentException("--guidance", $"{Guidance} is out of range; use 0 to 100 (1 or less turns guidance off)");
+        if (Guidance is double g && (double.IsNaN(g) || g < 0 || g > 100))
+            throw new InvalidArgumentException("--guidance", $"{g} is out of range; use 0 to 100 (1 or less turns guidance off)");
         if (InitImage is not null)
         {
-            if (double.IsNaN(Strength) || Strength is <= 0 or > 1) throw new InvalidArgumentException("--strength", $"{Strength} is out of range; use a value in (0, 1]");
+            ValidateStrength();
             if (InitImage.Length != 3L * Width * Height)
                 throw new InvalidArgumentException("--init-image", $"holds {InitImage.Length} values; expected 3×{Height}×{Width}");
         }
+    }
+
+    /// <summary>
+    /// The img2img strength check on its own, for callers that check a request before its init image is loaded (the CLI,
+    /// before reading the file and loading any session); <see cref="Validate"/> makes it whenever an init image is set.
+    /// </summary>
+    public void ValidateStrength()
+    {
+        if (double.IsNaN(Strength) || Strength is <= 0 or > 1)
+            throw new InvalidArgumentException("--strength", $"{Strength} is out of range; use a value in (0, 1], e.g. 0.75");
+    }
+
+    private static string SizeProblem(int size)
+    {
+        if (size <= 0) return $"{size} is not a positive multiple of 8; use 8 or more (the default model, tiny-shapes, is made for 64)";
+        int below = size / 8 * 8, above = below + 8;
+        return below == 0
+            ? $"{size} is not a multiple of 8; use {above}"
+            : $"{size} is not a multiple of 8; use {below} or {above}";
     }
 }
 
@@ -95,6 +123,44 @@ public sealed record GenerationResult(IReadOnlyList<float[]> Images, IReadOnlyLi
 {
     /// <summary>Per-stage times of a multi-stage pipeline (Stable Cascade: prior, decoder, vqgan); empty for SD.</summary>
     public IReadOnlyList<StageTiming> Stages { get; init; } = [];
+
+    /// <summary>The guidance scale used (the request's, else the model's, else <see cref="GenerationRequest.DefaultGuidance"/>).</summary>
+    public double Guidance { get; init; } = GenerationRequest.DefaultGuidance;
+
+    /// <summary>The request that made these pictures (set by <see cref="StableDiffusionPipeline.Generate"/>).</summary>
+    public GenerationRequest? Request { get; init; }
+
+    /// <summary>The model's name (<see cref="StableDiffusionPipeline.Name"/>), written into the PNG parameters.</summary>
+    public string Model { get; init; } = "model";
+
+    /// <summary>Picture <paramref name="index"/> as RGBA pixels.</summary>
+    public Imaging.RgbaImage Image(int index = 0)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(index);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(index, Images.Count);
+        return Imaging.ImageTensor.ToImage(Images[index], 1, 3, Height, Width, 0);
+    }
+
+    /// <summary>
+    /// How picture <paramref name="index"/> was made, as the PNG <c>parameters</c> text chunk holds it (prompt, steps,
+    /// sampler, CFG scale, seed, size, model; the denoising strength for img2img, the noise source when not the default).
+    /// </summary>
+    public Imaging.GenerationParameters Parameters(int index = 0)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(index);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(index, Seeds.Count);
+        var request = Request ?? throw new InvalidOperationException("this result has no Request; set it (StableDiffusionPipeline.Generate does) to write its parameters");
+        string noise = request.Noise.Trim().ToLowerInvariant();
+        return new Imaging.GenerationParameters(request.Prompt, request.NegativePrompt, (long)Seeds[index], request.Steps, Scheduler, Guidance,
+            Width, Height, Model, request.InitImage is null ? null : request.Strength, noise == Schedulers.NoiseSources.Default ? null : noise);
+    }
+
+    /// <summary>
+    /// Writes picture <paramref name="index"/> as a PNG with its <see cref="Parameters"/> in a <c>parameters</c> text chunk,
+    /// through a temporary file renamed into place (the folder is created if needed). A path that cannot be written is an
+    /// <see cref="Imaging.ImageException"/> naming it.
+    /// </summary>
+    public void SavePng(string path, int index = 0) => Imaging.PngWriter.Write(path, Image(index), Parameters(index));
 }
 
 /// <summary>
@@ -103,6 +169,7 @@ public sealed record GenerationResult(IReadOnlyList<float[]> Images, IReadOnlyLi
 /// </summary>
 public sealed record GenerationPlan(int Width, int Height, int Rows, bool WarmUp = true)
 {
-    public static GenerationPlan For(GenerationRequest request, bool warmUp = true) =>
-        new(request.Width, request.Height, request.Count * (request.Guidance > 1 ? 2 : 1), warmUp);
+    /// <param name="modelGuidance">The model's recommended guidance (<see cref="StableDiffusionPipeline.ConfiguredGuidance"/>), used when the request sets none.</param>
+    public static GenerationPlan For(GenerationRequest request, bool warmUp = true, double? modelGuidance = null) =>
+        new(request.Width, request.Height, request.Count * (request.GuidanceFor(modelGuidance) > 1 ? 2 : 1), warmUp);
 }

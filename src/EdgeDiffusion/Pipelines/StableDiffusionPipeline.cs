@@ -76,6 +76,40 @@ public sealed class StableDiffusionPipeline : IDisposable
             : throw new ModelFolderException(index, $"_edgediffusion.guidance_scale is {value.ToJsonString()}; write a number ≥ 0 such as 7.5");
     }
 
+    /// <summary>
+    /// The guidance scale used when a request sets none: the folder's <see cref="ConfiguredGuidance"/> for a loaded folder,
+    /// null for a pipeline built from components (then <see cref="GenerationRequest.DefaultGuidance"/> applies).
+    /// </summary>
+    public double? ModelGuidance { get; init; }
+
+    /// <summary>The default model's folder name: tiny-shapes (64×64, guidance 3; its vocabulary is in README.md).</summary>
+    public const string DefaultModelName = "tiny-shapes";
+
+    /// <summary>
+    /// The default model's folder: <c>models/tiny-shapes</c> beside the application's binaries (the EdgeDiffusion project
+    /// copies it into every referencing project's output), else in the working folder or a folder above it, else above
+    /// the binaries (a repository checkout). Missing everywhere, a <see cref="ModelFolderException"/> saying what to do.
+    /// </summary>
+    public static string DefaultModel => FindDefaultModel()
+        ?? throw new ModelFolderException(Path.Combine("models", DefaultModelName),
+            $"folder not found beside the application ({AppContext.BaseDirectory}) or above it or the working folder; reference src/EdgeDiffusion/EdgeDiffusion.csproj (it copies the model to your output) or pass a model folder to Load");
+
+    private static string? FindDefaultModel()
+    {
+        string beside = Path.Combine(AppContext.BaseDirectory, "models", DefaultModelName);
+        if (File.Exists(Path.Combine(beside, "model_index.json"))) return beside;
+        foreach (string start in new[] { Directory.GetCurrentDirectory(), AppContext.BaseDirectory })
+            for (var dir = new DirectoryInfo(start); dir is not null; dir = dir.Parent)
+            {
+                string candidate = Path.Combine(dir.FullName, "models", DefaultModelName);
+                if (File.Exists(Path.Combine(candidate, "model_index.json"))) return candidate;
+            }
+        return null;
+    }
+
+    /// <summary>Opens the default model (<see cref="DefaultModel"/>) with default settings.</summary>
+    public static StableDiffusionPipeline Load() => Load(DefaultModel);
+
     /// <summary>Time spent creating the sessions, per component.</summary>
     public IReadOnlyDictionary<string, TimeSpan> LoadTimes { get; private init; } = new Dictionary<string, TimeSpan>();
 
@@ -96,6 +130,7 @@ public sealed class StableDiffusionPipeline : IDisposable
     public static StableDiffusionPipeline Load(string folder, SessionSettings? settings = null, bool lowMemory = false, GenerationPlan? plan = null)
     {
         var model = ModelFolder.Open(folder);
+        double? modelGuidance = ConfiguredGuidance(model.Root);
         string tokenizerDir = Path.Combine(model.Root, "tokenizer");
         if (!Directory.Exists(tokenizerDir))
             throw new ModelFolderException(tokenizerDir, "folder is missing; a model folder needs tokenizer/vocab.json and tokenizer/merges.txt");
@@ -143,7 +178,7 @@ public sealed class StableDiffusionPipeline : IDisposable
             var encoder = encoderPath is null ? null : new ComponentSlot<IImageEncoder>(() => new OnnxVaeEncoder(encoderPath, settings), keepLoaded: !lowMemory);
             var size = ConfiguredSize(model.Root)
                 ?? (unet.FixedWidth is { } fw && unet.FixedHeight is { } fh ? (fw * 8, fh * 8) : (512, 512));
-            return new StableDiffusionPipeline(tokenizer, text, unet, vae, schedulerConfig, encoder, Path.GetFileName(model.Root)) { LoadTimes = times, DefaultSize = size };
+            return new StableDiffusionPipeline(tokenizer, text, unet, vae, schedulerConfig, encoder, Path.GetFileName(model.Root)) { LoadTimes = times, DefaultSize = size, ModelGuidance = modelGuidance };
         }
         catch
         {
@@ -162,7 +197,8 @@ public sealed class StableDiffusionPipeline : IDisposable
         var warnings = new List<string>();
 
         // Text: [negative…, positive…] rows when guiding, positive rows otherwise.
-        bool guided = request.Guidance > 1;
+        double guidance = request.GuidanceFor(ModelGuidance);
+        bool guided = guidance > 1;
         var positive = _tokenizer.Encode(request.Prompt);
         if (positive.Truncated)
             warnings.Add($"prompt is longer than {_tokenizer.MaxLength} tokens; dropped from \"{positive.FirstDroppedWord}\" on");
@@ -222,7 +258,7 @@ public sealed class StableDiffusionPipeline : IDisposable
             for (int i = 0; i < latents.Length; i++) latents[i] *= sigma;
         }
 
-        var loop = DenoisingLoop.Run(scheduler, _denoiser, latents, n, request.Guidance, start, noise, progress, cancellation);
+        var loop = DenoisingLoop.Run(scheduler, _denoiser, latents, n, guidance, start, noise, progress, cancellation);
 
         sw.Restart();
         var images = new List<float[]>(n);
@@ -238,7 +274,10 @@ public sealed class StableDiffusionPipeline : IDisposable
         finally { _decoder.Release(); }
         var decodeTime = sw.Elapsed;
         var timings = new GenerationTimings(textTime, encodeTime, loop.Model, loop.Calls, loop.Steps, loop.Overhead, decodeTime, total.Elapsed);
-        return new GenerationResult(images, seeds, request.Width, request.Height, scheduler.Name, timings, warnings);
+        return new GenerationResult(images, seeds, request.Width, request.Height, scheduler.Name, timings, warnings)
+        {
+            Guidance = guidance, Request = request, Model = Name,
+        };
     }
 
     public void Dispose()

@@ -66,7 +66,7 @@ public static class ModelProfiler
         {
             string dir = Path.GetDirectoryName(prefix)!, stem = Path.GetFileName(prefix) + "_";
             var before = Directory.EnumerateFiles(dir, stem + "*.json").ToHashSet(StringComparer.Ordinal); // a kept-traces folder may hold older ones
-            using (var pipeline = StableDiffusionPipeline.Load(folder, settings with { ProfilePrefix = prefix }, lowMemory: false, GenerationPlan.For(request, warmUp: false)))
+            using (var pipeline = StableDiffusionPipeline.Load(folder, settings with { ProfilePrefix = prefix }, lowMemory: false, GenerationPlan.For(request, warmUp: false, StableDiffusionPipeline.ConfiguredGuidance(folder))))
             {
                 for (int i = 0; i < runs + 1; i++) pipeline.Generate(request);
             } // ONNX Runtime writes each session's trace when the session is disposed

@@ -19,7 +19,7 @@ public static class CliRunner
         {
             Console.SetOut(output);
             Console.SetError(error);
-            int code = Program.BuildRoot().Parse(args).Invoke();
+            int code = Program.Run(args);
             return new CliResult(code, output.ToString(), error.ToString());
         }
         finally

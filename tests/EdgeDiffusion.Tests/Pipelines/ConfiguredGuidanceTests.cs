@@ -52,4 +52,32 @@ public sealed class ConfiguredGuidanceTests : IDisposable
         Assert.True(given.ExitCode == 0, given.Error);
         Assert.Contains("CFG scale: 7.5", PngText.ReadParameters(png));
     }
+
+    [Fact]
+    public void TheLibraryLoadsTheDefaultModelBesideItsBinariesAndUsesItsGuidanceUnlessOneIsGiven()
+    {
+        // The library project copies models/tiny-shapes into the output of whatever references it (here the tests).
+        Assert.Equal(Path.Combine(AppContext.BaseDirectory, "models", "tiny-shapes"), StableDiffusionPipeline.DefaultModel);
+        using var pipeline = StableDiffusionPipeline.Load();
+        Assert.Equal("tiny-shapes", pipeline.Name);
+        Assert.Equal(3.0, pipeline.ModelGuidance);
+        var request = new GenerationRequest { Prompt = "a red circle on a blue background", Steps = 3, Seed = 1, Width = 64, Height = 64 };
+        Assert.Null(request.Guidance);
+        var own = pipeline.Generate(request);
+        var explicitThree = pipeline.Generate(request with { Guidance = 3 });
+        var sevenAndAHalf = pipeline.Generate(request with { Guidance = 7.5 });
+        Assert.Equal(3.0, own.Guidance);
+        Assert.Equal(7.5, sevenAndAHalf.Guidance);
+        Assert.Equal(own.Images[0], explicitThree.Images[0]);
+        Assert.NotEqual(own.Images[0], sevenAndAHalf.Images[0]);
+
+        string png = Path.Combine(_dir, "saved.png");
+        own.SavePng(png);
+        Assert.Equal("a red circle on a blue background\nSteps: 3, Sampler: euler, CFG scale: 3, Seed: 1, Size: 64x64, Model: tiny-shapes", PngText.ReadParameters(png));
+        Assert.Equal(own.Image().Pixels, RgbaImage.Load(png).Pixels);
+        Assert.Empty(Directory.GetFiles(_dir, "*.tmp"));
+        var torch = pipeline.Generate(request with { Noise = "torch" });
+        Assert.EndsWith(", RNG: torch", torch.Parameters().ToParametersText());
+        Assert.Throws<ArgumentOutOfRangeException>(() => own.SavePng(png, 1));
+    }
 }
