@@ -9,7 +9,7 @@ public static class CreateModelCommand
 {
     public static Command Create()
     {
-        var arch = new Option<string>("--arch") { Description = $"one of {string.Join(", ", StableDiffusionConfig.Presets.Select(p => p.Name))}", Required = true };
+        var arch = new Option<string>("--arch") { Description = $"one of {string.Join(", ", StableDiffusionConfig.Presets.Select(p => p.Name).Concat(StableCascadeConfig.Presets.Select(p => p.Name)))}", Required = true };
         var output = new Option<string>("--output", "-o") { Description = "folder to write (created; model files in it are replaced)", Required = true };
         var seed = new Option<ulong>("--seed") { Description = "seed of the random weights", DefaultValueFactory = _ => 0 };
         var tokenizer = new Option<string?>("--tokenizer") { Description = "a folder with a CLIP vocab.json + merges.txt to copy into tokenizer/ (default: a tiny byte-level vocabulary)" };
@@ -19,16 +19,21 @@ public static class CreateModelCommand
         };
         command.SetAction(result => VerbRunner.Run(() =>
         {
-            var config = StableDiffusionConfig.Preset(result.GetValue(arch)!);
-            var sw = Stopwatch.StartNew();
-            var written = StableDiffusionArchitecture.WriteFolder(config, result.GetValue(output)!, result.GetValue(seed), new FolderWriteOptions
+            string name = result.GetValue(arch)!;
+            var options = new FolderWriteOptions
             {
                 TokenizerSource = result.GetValue(tokenizer),
                 Progress = message => Console.Error.WriteLine(message),
-            });
+            };
+            var sw = Stopwatch.StartNew();
+            var cascade = StableCascadeConfig.Presets.FirstOrDefault(p => string.Equals(p.Name, name, StringComparison.OrdinalIgnoreCase));
+            string configName = cascade?.Name ?? StableDiffusionConfig.Preset(name).Name;
+            var written = cascade is not null
+                ? StableCascadeArchitecture.WriteFolder(cascade, result.GetValue(output)!, result.GetValue(seed), options)
+                : StableDiffusionArchitecture.WriteFolder(StableDiffusionConfig.Preset(name), result.GetValue(output)!, result.GetValue(seed), options);
             foreach (var c in written)
                 Console.Out.WriteLine($"{c.Name,-13} {InspectCommand.Count(c.Parameters),15} parameters  {InspectCommand.Bytes(c.FileBytes),10}{(c.ExternalData ? "  (external data)" : "")}");
-            Console.Out.WriteLine(FormattableString.Invariant($"wrote {result.GetValue(output)} ({config.Name}) in {sw.Elapsed.TotalSeconds:0.0} s; random weights: its pictures are noise"));
+            Console.Out.WriteLine(FormattableString.Invariant($"wrote {result.GetValue(output)} ({configName}) in {sw.Elapsed.TotalSeconds:0.0} s; random weights: its pictures are noise"));
             return 0;
         }));
         return command;

@@ -38,12 +38,17 @@ public static class GenerateCommand
             DefaultValueFactory = _ => NoiseSources.Default,
         };
         var decompress = RuntimeOptions.DecompressOption();
+        var priorSteps = new Option<int?>("--prior-steps") { Description = "Stable Cascade: prior (Stage C) steps (default: the folder's, else 20)" };
+        var decoderSteps = new Option<int?>("--decoder-steps") { Description = "Stable Cascade: decoder (Stage B) steps (default: the folder's, else 10)" };
+        var priorGuidance = new Option<double?>("--prior-guidance") { Description = "Stable Cascade: the prior's guidance scale (default: the folder's, else 4)" };
+        var decoderGuidance = new Option<double?>("--decoder-guidance") { Description = "Stable Cascade: the decoder's guidance scale (default: the folder's, else 0: off)" };
         var command = new Command("generate",
             "Generate images from a text prompt with a Stable Diffusion-style ONNX model folder. Without --model it uses the default model, " +
             "models/tiny-shapes (shipped beside edgediff): 64×64 pictures of one shape on a background, at its own guidance 3; " +
             "it knows the colours red, green, blue, yellow, orange, purple, white and black, the shapes circle, square and triangle (or two small ones: \"two red circles\"), the sizes small and large, and positions (in the center, at the top left, …: not followed yet), e.g. \"a large red circle on a blue background\".")
         {
             prompt, model, negative, steps, guidance, scheduler, seed, width, height, count, init, strength, output, threads, quiet, cacheDir, noCache, lowMemory, sharedAllocator, decompress, rng,
+            priorSteps, decoderSteps, priorGuidance, decoderGuidance,
         };
         var devices = RuntimeOptions.AddDeviceOptions(command);
         command.SetAction((result, cancellation) => Task.FromResult(VerbRunner.Run(() =>
@@ -53,6 +58,31 @@ public static class GenerateCommand
             string folder = ModelOption.Resolve(result.GetValue(model));
             var settings = RuntimeOptions.Settings(result.GetValue(threads), result.GetValue(noCache), result.GetValue(cacheDir), result.GetValue(sharedAllocator),
                 result.GetValue(decompress), devices.Resolve(result, Console.Error));
+            if (CascadeFolder.IsCascade(folder))
+            {
+                // SD-only options on a Cascade folder are mistakes, not silently ignored.
+                foreach (var (option, name, hint) in new (Option, string, string)[]
+                {
+                    (steps, "--steps", "use --prior-steps and --decoder-steps"), (guidance, "--guidance", "use --prior-guidance and --decoder-guidance"),
+                    (scheduler, "--scheduler", "both stages use ddpm-wuerstchen"), (init, "--init-image", "img2img is not available for Stable Cascade yet"),
+                    (strength, "--strength", "img2img is not available for Stable Cascade yet"), (lowMemory, "--low-memory", "it applies to SD folders"),
+                })
+                    if (result.GetResult(option) is { Implicit: false })
+                        throw new InvalidArgumentException(name, $"does not apply to the Stable Cascade folder {folder}; {hint}");
+                var cascadeRequest = new CascadeRequest
+                {
+                    Prompt = result.GetValue(prompt)!, NegativePrompt = result.GetValue(negative) ?? "", Seed = result.GetValue(seed), Count = result.GetValue(count),
+                    Width = result.GetValue(width), Height = result.GetValue(height), PriorSteps = result.GetValue(priorSteps), DecoderSteps = result.GetValue(decoderSteps),
+                    PriorGuidance = result.GetValue(priorGuidance), DecoderGuidance = result.GetValue(decoderGuidance), Noise = result.GetValue(rng) ?? NoiseSources.Default,
+                };
+                cascadeRequest.Validate();
+                var cascadeFolder = CascadeFolder.Open(folder);
+                foreach (var path in outputs) IO.OutputFile.CheckWritable(path, "--output");
+                return RunCascade(cascadeFolder, cascadeRequest, settings, outputs, result.GetValue(quiet), cancellation);
+            }
+            foreach (var (option, name) in new (Option, string)[] { (priorSteps, "--prior-steps"), (decoderSteps, "--decoder-steps"), (priorGuidance, "--prior-guidance"), (decoderGuidance, "--decoder-guidance") })
+                if (result.GetResult(option) is { Implicit: false })
+                    throw new InvalidArgumentException(name, $"applies to Stable Cascade folders; {folder} is a Stable Diffusion folder (use --steps and --guidance)");
             var size = StableDiffusionPipeline.ConfiguredSize(folder) ?? (512, 512);
             var request = new GenerationRequest
             {
@@ -96,6 +126,33 @@ public static class GenerateCommand
         return command;
     }
 
+    /// <summary>Stable Cascade: the three stages with progress per stage, PNGs with their parameters, a summary line with each stage's time.</summary>
+    private static int RunCascade(CascadeFolder folder, CascadeRequest request, SessionSettings settings, string[] outputs, bool quiet, CancellationToken cancellation)
+    {
+        using var pipeline = StableCascadePipeline.Load(folder, settings);
+        if (!quiet) RuntimeOptions.ReportCache(settings, Console.Error);
+        using var progress = new StepProgressReporter(quiet, Console.Error);
+        var generated = pipeline.Generate(request, p => progress.Report(p.Progress, p.Stage), cancellation);
+        foreach (var warning in generated.Warnings) Console.Error.WriteLine($"warning: {warning}");
+        int priorSteps = request.PriorSteps ?? folder.PriorSteps, decoderSteps = request.DecoderSteps ?? folder.DecoderSteps;
+        double priorGuidance = request.PriorGuidance ?? folder.PriorGuidance, decoderGuidance = request.DecoderGuidance ?? folder.DecoderGuidance;
+        string noise = request.Noise.Trim().ToLowerInvariant();
+        string sampler = FormattableString.Invariant($"{generated.Scheduler} (prior {priorSteps}, decoder {decoderSteps} steps; decoder CFG {decoderGuidance})");
+        for (int i = 0; i < generated.Images.Count; i++)
+        {
+            var parameters = new GenerationParameters(request.Prompt, request.NegativePrompt, (long)generated.Seeds[i], priorSteps + decoderSteps, sampler, priorGuidance,
+                generated.Width, generated.Height, pipeline.Name, null, noise == NoiseSources.Default ? null : noise);
+            PngWriter.Write(outputs[i], generated.Image(i), parameters);
+        }
+        var t = generated.Timings;
+        string stages = string.Join(", ", generated.Stages.Select(s => s.Steps > 0
+            ? FormattableString.Invariant($"{s.Stage} {s.Total.TotalSeconds:0.000} s ({s.Calls} calls, {s.Steps / Math.Max(s.Total.TotalSeconds, 1e-9):0.00} it/s)")
+            : FormattableString.Invariant($"{s.Stage} {s.Total.TotalSeconds:0.000} s")));
+        Console.Out.WriteLine(FormattableString.Invariant(
+            $"wrote {string.Join(", ", outputs)} ({generated.Width}x{generated.Height}, Stable Cascade prior {priorSteps} + decoder {decoderSteps} steps, seed {generated.Seeds[0]}) in {t.Total.TotalSeconds:0.00} s: text encoder {t.TextEncoder.TotalSeconds:0.000} s, {stages}"));
+        return 0;
+    }
+
     /// <summary>One path per image; checked (folder exists and is writable) before any work so a bad path fails fast.</summary>
     internal static string[] OutputPaths(string output, int count)
     {
@@ -114,10 +171,22 @@ internal sealed class StepProgressReporter(bool quiet, TextWriter error) : IDisp
     private int _lastQuarter = -1;
     private bool _drew;
 
-    public void Report(GenerationProgress p)
+    private string? _stage;
+
+    public void Report(GenerationProgress p) => Report(p, null);
+
+    /// <summary>A step of one stage of a multi-stage pipeline (each stage gets its own bar or lines).</summary>
+    public void Report(GenerationProgress p, string? stage)
     {
         if (quiet) return;
-        string line = string.Create(CultureInfo.InvariantCulture, $"step {p.Step}/{p.TotalSteps}  {p.StepsPerSecond:0.00} it/s  {p.Elapsed.TotalSeconds:0.0} s");
+        if (stage != _stage)
+        {
+            if (_drew) error.WriteLine();
+            _drew = false;
+            _lastQuarter = -1;
+            _stage = stage;
+        }
+        string line = string.Create(CultureInfo.InvariantCulture, $"{(stage is null ? "" : stage + " ")}step {p.Step}/{p.TotalSteps}  {p.StepsPerSecond:0.00} it/s  {p.Elapsed.TotalSeconds:0.0} s");
         if (_interactive)
         {
             int filled = p.TotalSteps == 0 ? 0 : 30 * p.Step / p.TotalSteps;
