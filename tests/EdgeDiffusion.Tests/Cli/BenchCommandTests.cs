@@ -97,9 +97,15 @@ public sealed class BenchCommandTests : IDisposable
         Assert.Equal(5, generation.GetProperty("denoiser_calls").GetInt32());
         Assert.True(generation.GetProperty("generation_ms").GetDouble() > 0);
 
-        var cascade = CliRunner.Run("bench", "--arch", "cascade-tiny", "--dir", _dir, "--gemm-size", "0", "--end-to-end");
-        Assert.Equal(2, cascade.ExitCode);
-        Assert.Contains("error: --end-to-end", cascade.Error);
+        // Stable Cascade: prior 3 + decoder 2 steps through the three-stage pipeline, the prior guided (one call per step).
+        var cascade = CliRunner.Run("bench", "--arch", "cascade-tiny", "--dir", _dir, "--gemm-size", "0", "--runs", "1", "--warmup", "0",
+            "--steps", "3", "--decoder-steps", "2", "--end-to-end", "--json");
+        Assert.True(cascade.ExitCode == 0, cascade.Error);
+        var measured = System.Text.Json.JsonDocument.Parse(cascade.Out).RootElement.GetProperty("measured_generation");
+        Assert.Equal(5, measured.GetProperty("steps").GetInt32());
+        Assert.Equal("ddpm-wuerstchen", measured.GetProperty("scheduler").GetString());
+        Assert.Equal(5, measured.GetProperty("denoiser_calls").GetInt32());
+        Assert.Equal(4.0, measured.GetProperty("guidance").GetDouble());
     }
 
     [Theory]
