@@ -16,7 +16,7 @@ public static class ProfileCommand
         var runs = new Option<int?>("--runs") { Description = "measured runs after one warm-up run (default 5; with --generation: generations, default 1)" };
         var generation = new Option<bool>("--generation") { Description = "profile one whole generation through the pipeline instead of one component" };
         var prompt = new Option<string>("--prompt") { Description = "with --generation: the prompt", DefaultValueFactory = _ => "a red circle on a blue background" };
-        var steps = new Option<int>("--steps") { Description = "with --generation: denoising steps", DefaultValueFactory = _ => 4 };
+        var steps = new Option<int>("--steps") { Description = "with --generation: denoising steps (Stable Cascade: prior steps; the decoder runs half as many)", DefaultValueFactory = _ => 4 };
         var top = new Option<int>("--top") { Description = "nodes listed in the table (slowest first)", DefaultValueFactory = _ => 15 };
         var json = new Option<bool>("--json") { Description = "print JSON instead of tables" };
         var html = new Option<string?>("--html") { Description = "also write a self-contained HTML report (tables and PNG charts) to this file" };
@@ -42,6 +42,14 @@ public static class ProfileCommand
             if (result.GetValue(predict) is { } t)
             {
                 if (!t.Equals("coreml", StringComparison.OrdinalIgnoreCase)) throw new InvalidArgumentException("--target", $"'{t}'; the only target with a static preview is coreml");
+                if (result.GetValue(component) is null && CascadeFolder.IsCascade(model))
+                {
+                    // Stable Cascade: one preview per stage (the seed's per-stage placement table).
+                    var stages = ModelFolder.Open(model).Components.Select(c => CoreMLPreview.Predict(c.Value, result.GetValue(staticShapes))).ToList();
+                    if (result.GetValue(json)) Console.Out.WriteLine(CliJson.Serialize(stages));
+                    else foreach (var stage in stages) RenderPrediction(stage);
+                    return 0;
+                }
                 var prediction = CoreMLPreview.Predict(ModelProfiler.ResolveComponent(model, result.GetValue(component)), result.GetValue(staticShapes));
                 if (result.GetValue(json)) Console.Out.WriteLine(CliJson.Serialize(prediction));
                 else RenderPrediction(prediction);
@@ -55,9 +63,19 @@ public static class ProfileCommand
             if (result.GetValue(generation))
             {
                 if (result.GetValue(component) is not null) throw new InvalidArgumentException("--component", "does not combine with --generation, which profiles every component");
-                var size = StableDiffusionPipeline.ConfiguredSize(model) ?? (512, 512);
-                var request = new GenerationRequest { Prompt = result.GetValue(prompt)!, Steps = result.GetValue(steps), Width = size.Width, Height = size.Height, Seed = 42 };
-                profile = ModelProfiler.ProfileGeneration(model, request, result.GetValue(runs) ?? 1, settings, traceFolder);
+                if (CascadeFolder.IsCascade(model))
+                {
+                    // Stable Cascade: --steps prior steps, half as many decoder steps (the usual 20 : 10), both stages profiled.
+                    int priorSteps = result.GetValue(steps);
+                    var cascade = new CascadeRequest { Prompt = result.GetValue(prompt)!, PriorSteps = priorSteps, DecoderSteps = Math.Max(1, priorSteps / 2), Seed = 42 };
+                    profile = ModelProfiler.ProfileCascadeGeneration(model, cascade, result.GetValue(runs) ?? 1, settings, traceFolder);
+                }
+                else
+                {
+                    var size = StableDiffusionPipeline.ConfiguredSize(model) ?? (512, 512);
+                    var request = new GenerationRequest { Prompt = result.GetValue(prompt)!, Steps = result.GetValue(steps), Width = size.Width, Height = size.Height, Seed = 42 };
+                    profile = ModelProfiler.ProfileGeneration(model, request, result.GetValue(runs) ?? 1, settings, traceFolder);
+                }
             }
             else
             {

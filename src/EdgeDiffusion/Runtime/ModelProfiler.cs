@@ -62,28 +62,46 @@ public static class ModelProfiler
     {
         if (runs < 1) throw new InvalidArgumentException("--runs", $"{runs}; give at least 1 measured generation");
         request.Validate();
-        return WithTraceFolder(traceDirectory, prefix =>
+        return ProfileGenerations(folder, runs, settings, traceDirectory, profiled =>
+        {
+            using var pipeline = StableDiffusionPipeline.Load(folder, profiled, lowMemory: false, GenerationPlan.For(request, warmUp: false, StableDiffusionPipeline.ConfiguredGuidance(folder)));
+            for (int i = 0; i < runs + 1; i++) pipeline.Generate(request);
+        });
+    }
+
+    /// <summary>Profiles whole Stable Cascade generations (text encoder, prior, decoder, Stage A) as <see cref="ProfileGeneration"/> does for SD.</summary>
+    public static ProfileResult ProfileCascadeGeneration(string folder, CascadeRequest request, int runs, SessionSettings settings, string? traceDirectory = null)
+    {
+        if (runs < 1) throw new InvalidArgumentException("--runs", $"{runs}; give at least 1 measured generation");
+        request.Validate();
+        var layout = CascadeFolder.Open(folder);
+        return ProfileGenerations(folder, runs, settings, traceDirectory, profiled =>
+        {
+            using var pipeline = StableCascadePipeline.Load(layout, profiled);
+            for (int i = 0; i < runs + 1; i++) pipeline.Generate(request);
+        });
+    }
+
+    /// <summary>Runs <paramref name="generate"/> (one warm-up and <paramref name="runs"/> measured generations) with profiling on, then reports each component's trace.</summary>
+    private static ProfileResult ProfileGenerations(string folder, int runs, SessionSettings settings, string? traceDirectory, Action<SessionSettings> generate) =>
+        WithTraceFolder(traceDirectory, prefix =>
         {
             string dir = Path.GetDirectoryName(prefix)!, stem = Path.GetFileName(prefix) + "_";
             var before = Directory.EnumerateFiles(dir, stem + "*.json").ToHashSet(StringComparer.Ordinal); // a kept-traces folder may hold older ones
-            using (var pipeline = StableDiffusionPipeline.Load(folder, settings with { ProfilePrefix = prefix }, lowMemory: false, GenerationPlan.For(request, warmUp: false, StableDiffusionPipeline.ConfiguredGuidance(folder))))
-            {
-                for (int i = 0; i < runs + 1; i++) pipeline.Generate(request);
-            } // ONNX Runtime writes each session's trace when the session is disposed
+            generate(settings with { ProfilePrefix = prefix }); // ONNX Runtime writes each session's trace when the session is disposed
             var traces = Directory.EnumerateFiles(dir, stem + "*.json").Where(t => !before.Contains(t)).Order(StringComparer.Ordinal).ToList();
             var model = ModelFolder.Open(folder);
             var reports = new List<ProfileReport>();
             foreach (var (name, path) in model.Components)
             {
                 string? trace = traces.FirstOrDefault(t => Path.GetFileName(t).StartsWith(stem + SessionFactory.ComponentName(path) + "_", StringComparison.Ordinal));
-                if (trace is null) continue; // a component this generation did not load (vae_encoder for txt2img)
+                if (trace is null) continue; // a component this generation did not load (vae_encoder for txt2img, a duplicate text encoder)
                 var parsed = ProfileTrace.Load(trace);
                 if (parsed.Runs == 0) continue;
                 reports.Add(ProfileReport.From(parsed, skipRuns: parsed.Runs / (runs + 1), name, path, UnitOf(settings)));
             }
             return (new ProfileResult(folder, "generation", settings.Execution.Signature, runs, reports, []), traces);
         });
-    }
 
     private static Func<string, ComputeUnit> UnitOf(SessionSettings settings) =>
         provider => ExecutionProviders.ComputeUnitOf(provider, settings.Execution.OptionsOf(provider));
