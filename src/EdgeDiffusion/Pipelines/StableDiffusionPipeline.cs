@@ -127,7 +127,8 @@ public sealed class StableDiffusionPipeline : IDisposable
     /// graph; other sizes are then refused) and, with <see cref="GenerationPlan.WarmUp"/>, one UNet call at that shape is
     /// made during loading, so the first real step runs at steady speed.
     /// </param>
-    public static StableDiffusionPipeline Load(string folder, SessionSettings? settings = null, bool lowMemory = false, GenerationPlan? plan = null)
+    /// <param name="loras">LoRAs merged into the UNet and text encoder weights at load (copies; the folder is not changed).</param>
+    public static StableDiffusionPipeline Load(string folder, SessionSettings? settings = null, bool lowMemory = false, GenerationPlan? plan = null, Lora.LoraOptions? loras = null)
     {
         var model = ModelFolder.Open(folder);
         double? modelGuidance = ConfiguredGuidance(model.Root);
@@ -142,6 +143,20 @@ public sealed class StableDiffusionPipeline : IDisposable
 
         var times = new Dictionary<string, TimeSpan>();
         var disposables = new List<IDisposable>();
+        Lora.MergedLoraModels? merged = null;
+        SessionSettings? textSettings = settings, unetBaseSettings = settings;
+        if (loras is { Adapters.Count: > 0 })
+        {
+            var sw = Stopwatch.StartNew();
+            merged = Lora.MergedLoraModels.Prepare(model.Components, loras);
+            disposables.Add(merged);
+            times["lora merge"] = sw.Elapsed;
+            // A merged copy is new on every load: caching its session would only fill the cache.
+            if (merged.Changed("text_encoder")) textSettings = (settings ?? SessionSettings.Default) with { Cache = null };
+            if (merged.Changed("unet")) unetBaseSettings = (settings ?? SessionSettings.Default) with { Cache = null };
+            textPath = merged.PathFor("text_encoder", textPath);
+            unetPath = merged.PathFor("unet", unetPath);
+        }
         T Timed<T>(string component, Func<T> create) where T : IDisposable
         {
             var sw = Stopwatch.StartNew();
@@ -158,12 +173,12 @@ public sealed class StableDiffusionPipeline : IDisposable
         }
         try
         {
-            var text = new ComponentSlot<ITextEncoder>(() => new OnnxTextEncoder(textPath, settings), keepLoaded: !lowMemory);
+            var text = new ComponentSlot<ITextEncoder>(() => new OnnxTextEncoder(textPath, textSettings), keepLoaded: !lowMemory);
             var vae = new ComponentSlot<IImageDecoder>(() => new OnnxVaeDecoder(vaePath, settings), keepLoaded: !lowMemory);
             disposables.Add(text);
             disposables.Add(vae);
             if (!lowMemory) Load("text_encoder", text);
-            var unetSettings = plan is null ? settings : (settings ?? SessionSettings.Default) with
+            var unetSettings = plan is null ? unetBaseSettings : (unetBaseSettings ?? SessionSettings.Default) with
             {
                 FreeDimensions = UNetShapes.FreeDimensions(unetPath, plan.Rows, plan.Height / 8, plan.Width / 8),
             };
@@ -178,7 +193,7 @@ public sealed class StableDiffusionPipeline : IDisposable
             var encoder = encoderPath is null ? null : new ComponentSlot<IImageEncoder>(() => new OnnxVaeEncoder(encoderPath, settings), keepLoaded: !lowMemory);
             var size = ConfiguredSize(model.Root)
                 ?? (unet.FixedWidth is { } fw && unet.FixedHeight is { } fh ? (fw * 8, fh * 8) : (512, 512));
-            return new StableDiffusionPipeline(tokenizer, text, unet, vae, schedulerConfig, encoder, Path.GetFileName(model.Root)) { LoadTimes = times, DefaultSize = size, ModelGuidance = modelGuidance };
+            return new StableDiffusionPipeline(tokenizer, text, unet, vae, schedulerConfig, encoder, Path.GetFileName(model.Root)) { LoadTimes = times, DefaultSize = size, ModelGuidance = modelGuidance, _merged = merged, LoraReports = merged?.Reports ?? [] };
         }
         catch
         {
@@ -280,11 +295,17 @@ public sealed class StableDiffusionPipeline : IDisposable
         };
     }
 
+    private Lora.MergedLoraModels? _merged;
+
+    /// <summary>What each merged LoRA changed, per component (empty without LoRAs).</summary>
+    public IReadOnlyList<Lora.LoraMergeReport> LoraReports { get; private init; } = [];
+
     public void Dispose()
     {
         _textEncoder.Dispose();
         _denoiser.Dispose();
         _decoder.Dispose();
         _encoder?.Dispose();
+        _merged?.Dispose();
     }
 }
