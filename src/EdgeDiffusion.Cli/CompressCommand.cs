@@ -41,11 +41,12 @@ public static class CompressCommand
         var overwrite = new Option<bool>("--overwrite") { Description = "replace an existing output (once the new one is complete)" };
         var json = new Option<bool>("--json") { Description = "print the report as JSON" };
         var quiet = new Option<bool>("--quiet", "-q") { Description = "no progress output" };
+        var lora = new Option<string[]>("--lora") { Description = "merge this LoRA (FILE or FILE:SCALE; repeatable) into the float32 weights first, then compress: a LoRA merged into quantized weights would lose its update to rounding" };
         var command = new Command("compress", "Compress weights (linear int8/int4, 1–8-bit palettization, pruning, joint, mixed-bit) into a standard ONNX copy that decompresses in the graph.")
         {
             input, output, method, bits, dtype, asymmetric, granularity, blockSize, groupSize, channelScale, sparsity, nm, then, seed,
             mixedBit, targetBits, targetPsnr, candidates, samples, calibrationSize, recipe, saveRecipe, components, minElements, includeOp, excludeOp,
-            includeName, excludeName, overwrite, json, quiet,
+            includeName, excludeName, overwrite, json, quiet, lora,
         };
         command.SetAction((result, cancellation) => Task.FromResult(VerbRunner.Run(() =>
         {
@@ -64,6 +65,10 @@ public static class CompressCommand
                 ExcludeNames = result.GetValue(excludeName) ?? [],
             }.Validate();
             bool isFolder = Directory.Exists(source);
+            using var loraCopy = (result.GetValue(lora) ?? []) is { Length: > 0 } loraSpecs
+                ? LoraSourceCopy.Make(source, isFolder, loraSpecs.Select(Lora.LoraAdapter.Parse).ToList(), quietRun: result.GetValue(quiet))
+                : null;
+            if (loraCopy is not null) source = loraCopy.Path;
             var chosen = result.GetValue(components) is { } list ? list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) : null;
             if (chosen is not null && !isFolder) throw new InvalidArgumentException("--components", "only applies to a model folder");
             bool quietRun = result.GetValue(quiet);
@@ -225,5 +230,61 @@ internal sealed class ConsoleCompressionProgress(TextWriter error) : IProgress<C
     public void Finish()
     {
         if (_interactive) error.WriteLine();
+    }
+}
+
+/// <summary>
+/// compress --lora: a private copy of the source with the LoRAs merged into its float32 UNet / text encoder, which is then
+/// compressed instead of the source (never modified). Deleted when disposed.
+/// </summary>
+internal sealed class LoraSourceCopy : IDisposable
+{
+    private LoraSourceCopy(string root, string path)
+    {
+        _root = root;
+        Path = path;
+    }
+
+    private readonly string _root;
+
+    public string Path { get; }
+
+    public static LoraSourceCopy Make(string source, bool isFolder, IReadOnlyList<Lora.LoraAdapter> adapters, bool quietRun)
+    {
+        if (!isFolder) throw new InvalidArgumentException("--lora", "needs a model folder (its unet/ and text_encoder/ are what LoRAs change), not a single .onnx file");
+        var model = Pipelines.ModelFolder.Open(source);
+        string root = System.IO.Path.Combine(System.IO.Path.GetTempPath(), $"edgediff-compress-lora-{Environment.ProcessId}-{Guid.NewGuid():N}");
+        var copy = new LoraSourceCopy(root, System.IO.Path.Combine(root, System.IO.Path.GetFileName(model.Root)));
+        try
+        {
+            using var merged = Lora.MergedLoraModels.Prepare(model.Components, new Lora.LoraOptions(adapters));
+            foreach (var file in Directory.EnumerateFiles(model.Root, "*", SearchOption.AllDirectories))
+            {
+                string relative = System.IO.Path.GetRelativePath(model.Root, file);
+                string component = relative.Split(System.IO.Path.DirectorySeparatorChar)[0];
+                if (merged.Changed(component) && relative.StartsWith(component + System.IO.Path.DirectorySeparatorChar + "model.onnx", StringComparison.Ordinal)) continue;
+                string target = System.IO.Path.Combine(copy.Path, relative);
+                Directory.CreateDirectory(System.IO.Path.GetDirectoryName(target)!);
+                File.Copy(file, target);
+            }
+            foreach (var report in merged.Reports.Where(r => merged.Changed(r.Component)))
+            {
+                string from = System.IO.Path.GetDirectoryName(merged.PathFor(report.Component, ""))!;
+                foreach (var file in Directory.EnumerateFiles(from)) File.Copy(file, System.IO.Path.Combine(copy.Path, report.Component, System.IO.Path.GetFileName(file)));
+                if (!quietRun) Console.Error.WriteLine($"lora: {report.Applied} tensors merged into {report.Component} before compressing");
+            }
+            return copy;
+        }
+        catch
+        {
+            copy.Dispose();
+            throw;
+        }
+    }
+
+    public void Dispose()
+    {
+        try { if (Directory.Exists(_root)) Directory.Delete(_root, recursive: true); }
+        catch (IOException) { }
     }
 }

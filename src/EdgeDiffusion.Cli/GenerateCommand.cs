@@ -38,6 +38,8 @@ public static class GenerateCommand
             DefaultValueFactory = _ => NoiseSources.Default,
         };
         var decompress = RuntimeOptions.DecompressOption();
+        var lora = new Option<string[]>("--lora") { Description = "a LoRA .safetensors file (kohya or diffusers/PEFT) merged into the UNet and text encoder at load, FILE or FILE:SCALE; repeat for several", AllowMultipleArgumentsPerToken = false };
+        var loraPartial = new Option<bool>("--lora-partial") { Description = "apply a LoRA even when some of its tensors match no weight of the model (they are reported)" };
         var priorSteps = new Option<int?>("--prior-steps") { Description = "Stable Cascade: prior (Stage C) steps (default: the folder's, else 20)" };
         var decoderSteps = new Option<int?>("--decoder-steps") { Description = "Stable Cascade: decoder (Stage B) steps (default: the folder's, else 10)" };
         var priorGuidance = new Option<double?>("--prior-guidance") { Description = "Stable Cascade: the prior's guidance scale (default: the folder's, else 4)" };
@@ -48,7 +50,7 @@ public static class GenerateCommand
             "it knows the colours red, green, blue, yellow, orange, purple, white and black, the shapes circle, square and triangle (or two small ones: \"two red circles\"), the sizes small and large, and positions (in the center, at the top left, …: not followed yet), e.g. \"a large red circle on a blue background\".")
         {
             prompt, model, negative, steps, guidance, scheduler, seed, width, height, count, init, strength, output, threads, quiet, cacheDir, noCache, lowMemory, sharedAllocator, decompress, rng,
-            priorSteps, decoderSteps, priorGuidance, decoderGuidance,
+            priorSteps, decoderSteps, priorGuidance, decoderGuidance, lora, loraPartial,
         };
         var devices = RuntimeOptions.AddDeviceOptions(command);
         command.SetAction((result, cancellation) => Task.FromResult(VerbRunner.Run(() =>
@@ -65,7 +67,7 @@ public static class GenerateCommand
                 {
                     (steps, "--steps", "use --prior-steps and --decoder-steps"), (guidance, "--guidance", "use --prior-guidance and --decoder-guidance"),
                     (scheduler, "--scheduler", "both stages use ddpm-wuerstchen"), (init, "--init-image", "img2img is not available for Stable Cascade yet"),
-                    (strength, "--strength", "img2img is not available for Stable Cascade yet"), (lowMemory, "--low-memory", "it applies to SD folders"),
+                    (strength, "--strength", "img2img is not available for Stable Cascade yet"), (lowMemory, "--low-memory", "it applies to SD folders"), (lora, "--lora", "LoRAs are supported on Stable Diffusion folders"),
                 })
                     if (result.GetResult(option) is { Implicit: false })
                         throw new InvalidArgumentException(name, $"does not apply to the Stable Cascade folder {folder}; {hint}");
@@ -110,7 +112,18 @@ public static class GenerateCommand
             }
             // The size is known before the sessions exist: the UNet is planned for exactly these shapes (no warm-up call:
             // a one-shot run would only move the first step's cost into loading).
-            using var pipeline = StableDiffusionPipeline.Load(folder, settings, result.GetValue(lowMemory), GenerationPlan.For(request, warmUp: false, modelGuidance));
+            // LoRA files are read (and their format checked) before any session is made.
+            var adapters = (result.GetValue(lora) ?? []).Select(Lora.LoraAdapter.Parse).ToList();
+            var loraOptions = adapters.Count == 0 ? null : new Lora.LoraOptions(adapters, result.GetValue(loraPartial));
+            using var pipeline = StableDiffusionPipeline.Load(folder, settings, result.GetValue(lowMemory), GenerationPlan.For(request, warmUp: false, modelGuidance), loraOptions);
+            foreach (var adapter in adapters)
+            {
+                var keys = adapter.Layers.Select(l => l.Key).ToHashSet(StringComparer.Ordinal);
+                var perComponent = pipeline.LoraReports.Select(r => (r.Component, Count: r.AppliedKeys.Count(keys.Contains))).Where(c => c.Count > 0);
+                int missed = pipeline.LoraReports.Sum(r => r.Unmatched.Count(keys.Contains));
+                Console.Error.WriteLine($"lora: {Path.GetFileName(adapter.Path)} × {adapter.Multiplier.ToString(CultureInfo.InvariantCulture)}: {keys.Count - missed}/{keys.Count} tensors applied ({string.Join(", ", perComponent.Select(c => $"{c.Component} {c.Count}"))})"
+                    + (missed > 0 ? $"; {missed} matched no weight (--lora-partial)" : ""));
+            }
             if (!result.GetValue(quiet)) RuntimeOptions.ReportCache(settings, Console.Error);
 
             using var progress = new StepProgressReporter(result.GetValue(quiet), Console.Error);
