@@ -14,18 +14,25 @@ public sealed record ShapesScore(int Images, double Background, double Color, do
 public static class ShapesEvaluation
 {
     public static ShapesScore Run(StableDiffusionPipeline pipeline, HeldOutSet set, IReadOnlyList<ulong> seeds, int steps = 20, double guidance = 7.5,
-        string scheduler = "euler", string? saveDir = null, Action<RgbaImage>? onImage = null)
+        string scheduler = "euler", string? saveDir = null, Action<RgbaImage>? onImage = null) =>
+        Run((caption, seed) =>
+        {
+            var result = pipeline.Generate(new GenerationRequest
+            {
+                Prompt = caption, Steps = steps, Guidance = guidance, Scheduler = scheduler, Seed = seed,
+                Width = set.ImageSize, Height = set.ImageSize,
+            });
+            return ImageTensor.ToImage(result.Images[0], 1, 3, result.Height, result.Width, 0);
+        }, set, seeds, saveDir, onImage);
+
+    /// <summary>The same evaluation over any pipeline: <paramref name="draw"/> makes the picture of a caption with a seed.</summary>
+    public static ShapesScore Run(Func<string, ulong, RgbaImage> draw, HeldOutSet set, IReadOnlyList<ulong> seeds, string? saveDir = null, Action<RgbaImage>? onImage = null)
     {
         var score = new Scorer(set);
         foreach (var caption in set.Captions)
             foreach (ulong seed in seeds)
             {
-                var result = pipeline.Generate(new GenerationRequest
-                {
-                    Prompt = caption.Caption, Steps = steps, Guidance = guidance, Scheduler = scheduler, Seed = seed,
-                    Width = set.ImageSize, Height = set.ImageSize,
-                });
-                var image = ImageTensor.ToImage(result.Images[0], 1, 3, result.Height, result.Width, 0);
+                var image = draw(caption.Caption, seed);
                 if (saveDir is not null) PngWriter.Write(Path.Combine(saveDir, $"{score.Count:000}.png"), image);
                 onImage?.Invoke(image);
                 score.Add(caption, image, $"seed {seed}");
