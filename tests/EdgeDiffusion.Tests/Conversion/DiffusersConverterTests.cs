@@ -205,3 +205,32 @@ public class DiffusersConverterTests(ITestOutputHelper output)
         Assert.Equal(ConversionProblem.NotSupported, e.Problem);
     }
 }
+
+public class DiffusersConverterStreamingTests
+{
+    private static readonly string FixtureDir = Path.Combine(TestData.RepoRoot, "tests", "EdgeDiffusion.Tests", "Conversion", "Fixtures");
+
+    [Fact]
+    public void ExternalData_HoldsTheSameWeights()
+    {
+        // every component over 0 bytes streams its large weights to model.onnx_data through the shared external-data writer
+        string root = TestData.NewTempDir("edgediff-convert");
+        string inline = Path.Combine(root, "inline"), streamed = Path.Combine(root, "streamed");
+        DiffusersConverter.Convert(Path.Combine(FixtureDir, "tiny-sd"), inline);
+        var written = DiffusersConverter.Convert(Path.Combine(FixtureDir, "tiny-sd"), streamed, new ConvertOptions { ExternalDataAboveBytes = 0 });
+        Assert.All(written.Components, c => Assert.True(c.ExternalData, c.Name));
+        Assert.True(File.Exists(Path.Combine(streamed, "unet", "model.onnx_data")));
+        var sample = new Feed("latent_sample", [1, 4, 4, 4], OrtRunner.RandomFloats(64, 5));
+        var a = OrtRunner.RunFile(Path.Combine(inline, "vae_decoder", "model.onnx"), sample)["sample"];
+        var b = OrtRunner.RunFile(Path.Combine(streamed, "vae_decoder", "model.onnx"), sample)["sample"];
+        Assert.Equal(a.Values, b.Values);
+    }
+
+    [Fact]
+    public void LegacyVaeAttentionNames_MapOntoToQKV()
+    {
+        Assert.Equal(["decoder.mid_block.attentions.0.query.weight"], DiffusersConverter.LegacyVaeAttentionNames("decoder.mid_block.attentions.0.to_q.weight"));
+        Assert.Equal(["encoder.mid_block.attentions.0.proj_attn.bias"], DiffusersConverter.LegacyVaeAttentionNames("encoder.mid_block.attentions.0.to_out.0.bias"));
+        Assert.Empty(DiffusersConverter.LegacyVaeAttentionNames("decoder.up_blocks.0.resnets.0.conv1.weight"));
+    }
+}
