@@ -207,9 +207,13 @@ public static class DiffusersConverter
         };
     }
 
-    /// <summary>The preset whose every parameter name and shape equal the config's, if one does (sd21 and sd-turbo share shapes; the first wins).</summary>
+    /// <summary>
+    /// The preset whose every parameter name and shape equal the config's, if one does; sd21 and sd-turbo share shapes, so
+    /// among matches the one of the same image size (768² sd21, 512² sd-turbo) wins.
+    /// </summary>
     private static string? MatchingPreset(StableDiffusionConfig config) =>
-        StableDiffusionConfig.Presets.FirstOrDefault(p => FirstDifference(config, p) is null)?.Name;
+        StableDiffusionConfig.Presets.Where(p => FirstDifference(config, p) is null)
+            .OrderBy(p => p.ImageSize == config.ImageSize ? 0 : 1).FirstOrDefault()?.Name;
 
     /// <summary>The first parameter whose name or shape differs between the two configs' graphs, in words; null when they all agree.</summary>
     internal static string? FirstDifference(StableDiffusionConfig a, StableDiffusionConfig b)
