@@ -112,6 +112,7 @@ public static class DiffusersConverter
             SDA.WriteJson(Path.Combine(staging, SDA.UNet, "config.json"), SDA.UNetJson(config));
             SDA.WriteJson(Path.Combine(staging, SDA.VaeDecoder, "config.json"), SDA.VaeJson(config));
             SDA.WriteJson(Path.Combine(staging, SDA.VaeEncoder, "config.json"), SDA.VaeJson(config));
+            CheckTokenizer(Path.Combine(root, "tokenizer"), config.TextEncoder);
             CopyFolder(Path.Combine(root, "tokenizer"), Path.Combine(staging, "tokenizer"));
             CopyFolder(Path.Combine(root, "scheduler"), Path.Combine(staging, "scheduler"));
             var index = SDA.ModelIndex(config, 0);
@@ -181,6 +182,22 @@ public static class DiffusersConverter
             ? $"; only .bin (pickle) weights are there, which are not read: download the .safetensors files"
             : "";
         throw new ConversionException(ConversionProblem.MissingComponent, dir, $"has no {stem}.safetensors (nor .fp16.safetensors or a sharded index){hint}");
+    }
+
+    /// <summary>The tokenizer's vocab.json and merges.txt must be there, and every id must have a row in the text encoder's embedding.</summary>
+    private static void CheckTokenizer(string dir, ClipTextConfig text)
+    {
+        string vocab = Path.Combine(dir, "vocab.json");
+        foreach (var file in new[] { vocab, Path.Combine(dir, "merges.txt") })
+            if (!File.Exists(file)) throw new ConversionException(ConversionProblem.MissingComponent, file, "not found; a CLIP tokenizer folder holds vocab.json and merges.txt");
+        long maxId;
+        try { maxId = (JsonNode.Parse(File.ReadAllText(vocab)) as JsonObject)?.Max(kv => kv.Value?.GetValue<long>() ?? -1) ?? -1; }
+        catch (Exception e) when (e is System.Text.Json.JsonException or InvalidOperationException or FormatException)
+        {
+            throw new ConversionException(ConversionProblem.UnsupportedConfig, vocab, $"is not a JSON object of token → id ({e.Message})");
+        }
+        if (maxId >= text.VocabSize)
+            throw new ConversionException(ConversionProblem.UnsupportedConfig, vocab, $"has ids up to {maxId}, beyond the text encoder's vocab_size {text.VocabSize}; the tokenizer does not belong to this text encoder");
     }
 
     private static void CopyFolder(string from, string to)

@@ -234,3 +234,40 @@ public class DiffusersConverterStreamingTests
         Assert.Empty(DiffusersConverter.LegacyVaeAttentionNames("decoder.up_blocks.0.resnets.0.conv1.weight"));
     }
 }
+
+public class DiffusersConverterSourceTests
+{
+    private static readonly string Source = Path.Combine(TestData.RepoRoot, "tests", "EdgeDiffusion.Tests", "Conversion", "Fixtures", "tiny-sd");
+
+    private static Dictionary<string, string> Hashes(string dir) =>
+        Directory.EnumerateFiles(dir, "*", SearchOption.AllDirectories).ToDictionary(
+            f => Path.GetRelativePath(dir, f), f => Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(f))));
+
+    [Fact]
+    public void Source_IsNeverModified_AndOutputInsideItIsRefused()
+    {
+        var before = Hashes(Source);
+        DiffusersConverter.Convert(Source, Path.Combine(TestData.NewTempDir("edgediff-convert"), "out"));
+        var e = Assert.Throws<InvalidArgumentException>(() => DiffusersConverter.Convert(Source, Path.Combine(Source, "onnx")));
+        Assert.Contains("inside the source", e.Message);
+        Assert.Equal(before, Hashes(Source));
+        Assert.False(Directory.Exists(Path.Combine(Source, "onnx")));
+    }
+
+    [Fact]
+    public void TokenizerBeyondTheVocabulary_IsRefused()
+    {
+        string dir = Path.Combine(TestData.NewTempDir("edgediff-convert-src"), "tiny-sd");
+        foreach (var file in Directory.EnumerateFiles(Source, "*", SearchOption.AllDirectories))
+        {
+            string target = Path.Combine(dir, Path.GetRelativePath(Source, file));
+            Directory.CreateDirectory(Path.GetDirectoryName(target)!);
+            File.Copy(file, target);
+        }
+        string vocab = Path.Combine(dir, "tokenizer", "vocab.json");
+        File.WriteAllText(vocab, File.ReadAllText(vocab).Replace("\"<|endoftext|>\": 529", "\"<|endoftext|>\": 49407", StringComparison.Ordinal));
+        var e = Assert.Throws<ConversionException>(() => DiffusersConverter.Convert(dir, Path.Combine(TestData.NewTempDir("edgediff-convert"), "out")));
+        Assert.Contains("49407", e.Message);
+        Assert.Equal(vocab, e.File);
+    }
+}
