@@ -100,61 +100,34 @@ public sealed class StreamedRandomParameters : ParameterSink, IDisposable
 {
     private const int ChunkFloats = 1 << 20; // 4 MiB of weights at a time
     private readonly ulong _seed;
-    private readonly OnnxSaveOptions _options;
-    private readonly string _dataName;
-    private readonly string _dataPath;
-    private readonly string _tmpPath;
-    private readonly FileStream _data;
+    private readonly ExternalDataWriter _writer;
     private readonly float[] _buffer = new float[ChunkFloats];
-    private bool _committed;
 
     /// <param name="seed">The weights' seed.</param>
     /// <param name="modelPath">The .onnx file the weights belong to; the data file lies beside it.</param>
     /// <param name="options">External data options: threshold, data file name (default: model file name + "_data", as optimum names it), alignment.</param>
     public StreamedRandomParameters(ulong seed, string modelPath, OnnxSaveOptions options)
     {
-        if (!options.ExternalData) throw new InvalidArgumentException(nameof(options), "streamed weights need external data options (OnnxSaveOptions.External)");
-        if (options.Alignment <= 0) throw new InvalidArgumentException(nameof(options), "alignment must be positive");
+        _writer = new ExternalDataWriter(modelPath, options);
         _seed = seed;
-        _options = options;
-        string full = Path.GetFullPath(modelPath);
-        _dataName = options.DataFileName ?? Path.GetFileName(full) + "_data";
-        _dataPath = Path.Combine(Path.GetDirectoryName(full)!, _dataName);
-        Directory.CreateDirectory(Path.GetDirectoryName(_dataPath)!);
-        _tmpPath = _dataPath + $".tmp-{Environment.ProcessId}";
-        _data = new FileStream(_tmpPath, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20);
     }
 
     /// <summary>Bytes written to the data file so far.</summary>
-    public long DataBytes => _data.Length;
+    public long DataBytes => _writer.DataBytes;
 
     protected override string Create(GraphBuilder builder, ParameterInfo p)
     {
-        if (_committed) throw new InvalidOperationException("the data file is already committed");
-        if (p.Bytes < _options.ExternalThresholdBytes)
+        if (!_writer.IsExternal(p))
         {
             var values = new float[p.Count];
             Fill(p, _seed, values, 0);
             return builder.Initializer<float>(p.Name, p.Shape, values);
         }
-
-        long offset = (_data.Position + _options.Alignment - 1) / _options.Alignment * _options.Alignment;
-        _data.SetLength(offset);
-        _data.Position = offset;
-        long count = p.Count;
-        for (long first = 0; first < count; first += ChunkFloats)
+        return _writer.Write(builder, p, ChunkFloats, (first, n) =>
         {
-            int n = (int)Math.Min(ChunkFloats, count - first);
             FillParallel(p, first, n);
-            _data.Write(MemoryMarshal.AsBytes(_buffer.AsSpan(0, n)));
-        }
-
-        var tensor = new TensorProto { Name = p.Name, DataType = (int)DT.Float, DataLocation = TensorProto.Types.DataLocation.External };
-        tensor.Dims.AddRange(p.Shape);
-        tensor.ExternalData.Add(Entry("location", _dataName));
-        tensor.ExternalData.Add(Entry("offset", offset.ToString(CultureInfo.InvariantCulture)));
-        tensor.ExternalData.Add(Entry("length", p.Bytes.ToString(CultureInfo.InvariantCulture)));
-        return builder.Initializer(tensor);
+            return _buffer.AsSpan(0, n);
+        });
     }
 
     // The two halves of a chunk are independent stretches of the counter-based stream: fill them on two cores.
@@ -171,9 +144,74 @@ public sealed class StreamedRandomParameters : ParameterSink, IDisposable
             () => Fill(p, _seed, _buffer.AsSpan(half, n - half), first + half));
     }
 
+    /// <summary>Flushes the data file and renames it into place; call it before writing the model file, so no model file ever lacks its data.</summary>
+    public void Commit() => _writer.Commit();
+
+    public void Dispose() => _writer.Dispose();
+}
+
+/// <summary>
+/// The external data file of one model being built: float32 parameters of at least the options' threshold are appended
+/// (each aligned) under a temporary name, and initializers pointing into it are returned. <see cref="Commit"/> renames the
+/// file into place; disposing without it deletes it. Shared by every sink that streams weights (random or from a checkpoint).
+/// </summary>
+internal sealed class ExternalDataWriter : IDisposable
+{
+    private readonly OnnxSaveOptions _options;
+    private readonly string _dataName;
+    private readonly string _dataPath;
+    private readonly string _tmpPath;
+    private readonly FileStream _data;
+    private bool _committed;
+
+    public ExternalDataWriter(string modelPath, OnnxSaveOptions options)
+    {
+        if (!options.ExternalData) throw new InvalidArgumentException(nameof(options), "streamed weights need external data options (OnnxSaveOptions.External)");
+        if (options.Alignment <= 0) throw new InvalidArgumentException(nameof(options), "alignment must be positive");
+        _options = options;
+        string full = Path.GetFullPath(modelPath);
+        _dataName = options.DataFileName ?? Path.GetFileName(full) + "_data";
+        _dataPath = Path.Combine(Path.GetDirectoryName(full)!, _dataName);
+        Directory.CreateDirectory(Path.GetDirectoryName(_dataPath)!);
+        _tmpPath = _dataPath + $".tmp-{Environment.ProcessId}";
+        _data = new FileStream(_tmpPath, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20);
+    }
+
+    /// <summary>Bytes written to the data file so far.</summary>
+    public long DataBytes => _data.Length;
+
+    /// <summary>Whether <paramref name="p"/> is large enough to go to the data file (smaller ones stay inline).</summary>
+    public bool IsExternal(ParameterInfo p) => p.Bytes >= _options.ExternalThresholdBytes;
+
+    /// <summary>
+    /// Appends <paramref name="p"/>'s values, asked of <paramref name="chunk"/> (first element, count ≤ <paramref name="chunkFloats"/>)
+    /// one chunk at a time, and returns the external initializer.
+    /// </summary>
+    public string Write(GraphBuilder builder, ParameterInfo p, int chunkFloats, Func<long, int, ReadOnlySpan<float>> chunk)
+    {
+        if (_committed) throw new InvalidOperationException("the data file is already committed");
+        long offset = (_data.Position + _options.Alignment - 1) / _options.Alignment * _options.Alignment;
+        _data.SetLength(offset);
+        _data.Position = offset;
+        long count = p.Count;
+        for (long first = 0; first < count; first += chunkFloats)
+        {
+            int n = (int)Math.Min(chunkFloats, count - first);
+            var values = chunk(first, n);
+            if (values.Length != n) throw new InvalidOperationException($"chunk of {p.Name} has {values.Length} values, not {n}");
+            _data.Write(MemoryMarshal.AsBytes(values));
+        }
+
+        var tensor = new TensorProto { Name = p.Name, DataType = (int)DT.Float, DataLocation = TensorProto.Types.DataLocation.External };
+        tensor.Dims.AddRange(p.Shape);
+        tensor.ExternalData.Add(Entry("location", _dataName));
+        tensor.ExternalData.Add(Entry("offset", offset.ToString(CultureInfo.InvariantCulture)));
+        tensor.ExternalData.Add(Entry("length", p.Bytes.ToString(CultureInfo.InvariantCulture)));
+        return builder.Initializer(tensor);
+    }
+
     private static StringStringEntryProto Entry(string key, string value) => new() { Key = key, Value = value };
 
-    /// <summary>Flushes the data file and renames it into place; call it before writing the model file, so no model file ever lacks its data.</summary>
     public void Commit()
     {
         if (_committed) return;

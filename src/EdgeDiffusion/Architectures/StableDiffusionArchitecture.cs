@@ -111,7 +111,7 @@ public static class StableDiffusionArchitecture
 
     internal sealed record Component(string Name, Func<ParameterSink, ModelProto> Build, Func<JsonObject> Config);
 
-    private static IEnumerable<Component> Components(StableDiffusionConfig c, ExportOptions export) =>
+    internal static IEnumerable<Component> Components(StableDiffusionConfig c, ExportOptions export) =>
     [
         new(TextEncoder, s => ClipTextModel.Build(c.TextEncoder, s, export), () => TextEncoderJson(c.TextEncoder)),
         new(UNet, s => UNet2DConditionModel.Build(c.UNet, s, export), () => UNetJson(c)),
@@ -217,7 +217,7 @@ public static class StableDiffusionArchitecture
 
     internal static JsonArray Strings(IEnumerable<string> values) => [.. values.Select(v => (JsonNode?)v)];
 
-    private static JsonObject ModelIndex(StableDiffusionConfig c, ulong seed) => new()
+    internal static JsonObject ModelIndex(StableDiffusionConfig c, ulong seed) => new()
     {
         ["_class_name"] = "OnnxStableDiffusionPipeline",
         ["_edgediffusion"] = new JsonObject
@@ -237,7 +237,7 @@ public static class StableDiffusionArchitecture
         ["vae_encoder"] = new JsonArray("diffusers", "OnnxRuntimeModel"),
     };
 
-    private static string SchedulerClass(SchedulerKind kind) => kind switch
+    internal static string SchedulerClass(SchedulerKind kind) => kind switch
     {
         SchedulerKind.Pndm => "PNDMScheduler",
         SchedulerKind.DdimVPrediction => "DDIMScheduler",
@@ -296,7 +296,7 @@ public static class StableDiffusionArchitecture
         ["torch_dtype"] = "float32",
     };
 
-    private static JsonObject UNetJson(StableDiffusionConfig c)
+    internal static JsonObject UNetJson(StableDiffusionConfig c)
     {
         var u = c.UNet;
         return new JsonObject
@@ -319,7 +319,7 @@ public static class StableDiffusionArchitecture
         };
     }
 
-    private static JsonObject VaeJson(StableDiffusionConfig c) => new()
+    internal static JsonObject VaeJson(StableDiffusionConfig c) => new()
     {
         ["_class_name"] = "AutoencoderKL",
         ["block_out_channels"] = Ints(c.Vae.BlockOutChannels),

@@ -1,0 +1,233 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using EdgeDiffusion.Architectures;
+
+namespace EdgeDiffusion.Conversion;
+
+/// <summary>
+/// Reads the config.json diffusers and transformers write beside each component into the project's architecture records.
+/// Every value is read from the file (nothing is guessed from a list of known models); a value the builders do not
+/// implement is a <see cref="ConversionException"/> of kind <see cref="ConversionProblem.UnsupportedConfig"/> naming the key.
+/// </summary>
+public static class DiffusersConfigs
+{
+    /// <summary>UNet2DConditionModel's config.json → the UNet record and its sample_size (the latent side).</summary>
+    public static (UNetConfig UNet, int SampleSize) ReadUNet(string path)
+    {
+        var j = new Reader(path);
+        j.Class("UNet2DConditionModel");
+        var blocks = j.Ints("block_out_channels");
+        int n = blocks.Count;
+        var down = j.Strings("down_block_types");
+        var up = j.Strings("up_block_types");
+        if (down.Count != n) throw j.Unsupported("down_block_types", $"has {down.Count} entries but block_out_channels has {n}");
+        var cross = new bool[n];
+        for (int i = 0; i < n; i++)
+            cross[i] = down[i] switch
+            {
+                "CrossAttnDownBlock2D" => true,
+                "DownBlock2D" => false,
+                _ => throw j.Unsupported("down_block_types", $"entry {i} is '{down[i]}'; supported: CrossAttnDownBlock2D, DownBlock2D"),
+            };
+        var expectedUp = cross.Reverse().Select(x => x ? "CrossAttnUpBlock2D" : "UpBlock2D").ToList();
+        if (!up.SequenceEqual(expectedUp))
+            throw j.Unsupported("up_block_types", $"is [{string.Join(", ", up)}]; supported: the mirror of down_block_types, [{string.Join(", ", expectedUp)}]");
+        j.Expect("mid_block_type", "UNetMidBlock2DCrossAttn");
+
+        // diffusers: num_attention_heads = num_attention_heads or attention_head_dim, and it refuses a set num_attention_heads
+        // for this model; so attention_head_dim is the head count per level in SD configs
+        var heads = j.IntOrInts("attention_head_dim", n);
+        int crossDim = j.Int("cross_attention_dim");
+        var config = new UNetConfig(blocks, j.Int("layers_per_block"), heads, crossDim, j.Bool("use_linear_projection", false), cross,
+            j.Int("norm_num_groups", 32), j.Float("norm_eps", 1e-5f), j.Int("in_channels", 4), j.Int("out_channels", 4));
+
+        j.Expect("flip_sin_to_cos", true);
+        j.Expect("freq_shift", 0);
+        j.Expect("act_fn", "silu");
+        j.Expect("center_input_sample", false);
+        j.Expect("downsample_padding", 1);
+        j.Expect("mid_block_scale_factor", 1);
+        j.Expect("transformer_layers_per_block", 1);
+        j.Expect("resnet_time_scale_shift", "default");
+        j.Expect("time_embedding_type", "positional");
+        j.Expect("only_cross_attention", false);
+        j.Expect("dual_cross_attention", false);
+        j.Expect("conv_in_kernel", 3);
+        j.Expect("conv_out_kernel", 3);
+        j.Expect("attention_type", "default");
+        j.Expect("resnet_out_scale_factor", 1);
+        j.Expect("resnet_skip_time_act", false);
+        j.Expect("class_embeddings_concat", false);
+        foreach (var key in new[] { "class_embed_type", "addition_embed_type", "num_class_embeds", "encoder_hid_dim", "encoder_hid_dim_type",
+                     "projection_class_embeddings_input_dim", "time_cond_proj_dim", "timestep_post_act", "time_embedding_dim",
+                     "time_embedding_act_fn", "cross_attention_norm", "addition_time_embed_dim", "reverse_transformer_layers_per_block", "num_attention_heads" })
+            j.Expect(key, null);
+        // upcast_attention only changes the precision of half-precision attention scores: nothing to do in float32
+        j.Try(config.Validate, "block_out_channels");
+        return (config, j.Int("sample_size"));
+    }
+
+    /// <summary>AutoencoderKL's config.json → the VAE record.</summary>
+    public static VaeConfig ReadVae(string path)
+    {
+        var j = new Reader(path);
+        j.Class("AutoencoderKL");
+        var blocks = j.Ints("block_out_channels");
+        foreach (var (key, type) in new[] { ("down_block_types", "DownEncoderBlock2D"), ("up_block_types", "UpDecoderBlock2D") })
+        {
+            var types = j.Strings(key, [.. Enumerable.Repeat(type, blocks.Count)]);
+            if (types.Count != blocks.Count || types.Any(t => t != type))
+                throw j.Unsupported(key, $"is [{string.Join(", ", types)}]; supported: {type} at each of the {blocks.Count} levels");
+        }
+        int inChannels = j.Int("in_channels", 3), outChannels = j.Int("out_channels", 3);
+        if (inChannels != outChannels) throw j.Unsupported("out_channels", $"is {outChannels} but in_channels is {inChannels}; supported: equal");
+        j.Expect("act_fn", "silu");
+        j.Expect("use_quant_conv", true);
+        j.Expect("use_post_quant_conv", true);
+        j.Expect("mid_block_add_attention", true);
+        j.Expect("shift_factor", null);
+        j.Expect("latents_mean", null);
+        j.Expect("latents_std", null);
+        var config = new VaeConfig(blocks, j.Int("layers_per_block"), j.Int("norm_num_groups", 32), j.Int("latent_channels", 4), inChannels,
+            j.Float("scaling_factor", 0.18215f));
+        j.Try(config.Validate, "block_out_channels");
+        return config;
+    }
+
+    /// <summary>CLIPTextModel's config.json → the text encoder record (projection_dim is not used: CLIPTextModel has no projection).</summary>
+    public static ClipTextConfig ReadTextEncoder(string path)
+    {
+        var j = new Reader(path);
+        var architectures = j.Strings("architectures", ["CLIPTextModel"]);
+        if (architectures.Count != 1 || architectures[0] != "CLIPTextModel")
+            throw j.Unsupported("architectures", $"is [{string.Join(", ", architectures)}]; supported: [CLIPTextModel] (what Stable Diffusion 1.x/2.x ship)");
+        j.Expect("model_type", "clip_text_model");
+        string act = j.String("hidden_act", "quick_gelu");
+        var activation = act switch
+        {
+            "quick_gelu" => ClipActivation.QuickGelu,
+            "gelu" => ClipActivation.Gelu,
+            _ => throw j.Unsupported("hidden_act", $"is '{act}'; supported: quick_gelu, gelu"),
+        };
+        var config = new ClipTextConfig(j.Int("vocab_size"), j.Int("hidden_size"), j.Int("num_hidden_layers"), j.Int("num_attention_heads"),
+            j.Int("intermediate_size"), j.Int("max_position_embeddings"), activation, j.Float("layer_norm_eps", 1e-5f));
+        j.Try(config.Validate, "hidden_size");
+        return config;
+    }
+
+    /// <summary>JSON access with one-line errors naming the file and key.</summary>
+    private sealed class Reader
+    {
+        private readonly string _path;
+        private readonly JsonObject _json;
+
+        public Reader(string path)
+        {
+            _path = path;
+            if (!System.IO.File.Exists(path))
+                throw new ConversionException(ConversionProblem.MissingComponent, path, "not found; every diffusers component folder holds a config.json");
+            try
+            {
+                _json = JsonNode.Parse(System.IO.File.ReadAllText(path)) as JsonObject
+                    ?? throw new ConversionException(ConversionProblem.UnsupportedConfig, path, "is not a JSON object");
+            }
+            catch (JsonException e)
+            {
+                throw new ConversionException(ConversionProblem.UnsupportedConfig, path, $"is not valid JSON ({e.Message})");
+            }
+        }
+
+        public ConversionException Unsupported(string key, string problem) =>
+            new(ConversionProblem.UnsupportedConfig, _path, $"{key} {problem}", [key]);
+
+        public void Class(string name)
+        {
+            if (_json["_class_name"] is JsonNode v && v.ToString() != name)
+                throw Unsupported("_class_name", $"is '{v}'; expected {name}");
+        }
+
+        /// <summary>A key that, when present and not null, must hold <paramref name="supported"/> (null: must be absent or null).</summary>
+        public void Expect(string key, JsonNode? supported)
+        {
+            var v = _json[key];
+            if (v is null) return;
+            bool ok = supported is null ? false
+                : v.GetValueKind() == JsonValueKind.Number && supported.GetValueKind() == JsonValueKind.Number
+                    ? Number(v) == Number(supported)
+                    : JsonNode.DeepEquals(v, supported);
+            if (!ok) throw Unsupported(key, $"is {v.ToJsonString()}; supported: {(supported is null ? "null (absent)" : supported.ToJsonString())}");
+        }
+
+        private static double Number(JsonNode n) => double.Parse(n.ToJsonString(), System.Globalization.CultureInfo.InvariantCulture);
+
+        private JsonNode Required(string key) => _json[key] ?? throw Unsupported(key, "is missing; the converter reads it rather than guessing");
+
+        public int Int(string key, int? fallback = null)
+        {
+            var v = _json[key];
+            if (v is null) return fallback ?? throw Unsupported(key, "is missing; the converter reads it rather than guessing");
+            return AsInt(key, v);
+        }
+
+        private int AsInt(string key, JsonNode v) =>
+            v.GetValueKind() == JsonValueKind.Number && Number(v) is var d && d == Math.Floor(d) && d is >= int.MinValue and <= int.MaxValue
+                ? (int)d
+                : throw Unsupported(key, $"is {v.ToJsonString()}; supported: a whole number");
+
+        public float Float(string key, float fallback)
+        {
+            var v = _json[key];
+            if (v is null) return fallback;
+            return v.GetValueKind() == JsonValueKind.Number ? (float)Number(v) : throw Unsupported(key, $"is {v.ToJsonString()}; supported: a number");
+        }
+
+        public bool Bool(string key, bool fallback)
+        {
+            var v = _json[key];
+            if (v is null) return fallback;
+            return v is JsonValue value && value.TryGetValue(out bool b) ? b : throw Unsupported(key, $"is {v.ToJsonString()}; supported: true or false");
+        }
+
+        public string String(string key, string fallback)
+        {
+            var v = _json[key];
+            if (v is null) return fallback;
+            return v is JsonValue value && value.TryGetValue(out string? s) ? s : throw Unsupported(key, $"is {v.ToJsonString()}; supported: a string");
+        }
+
+        public IReadOnlyList<int> Ints(string key)
+        {
+            var v = Required(key);
+            if (v is not JsonArray a || a.Count == 0) throw Unsupported(key, $"is {v.ToJsonString()}; supported: a non-empty list of whole numbers");
+            return [.. a.Select(x => x is null ? throw Unsupported(key, "holds null") : AsInt(key, x))];
+        }
+
+        /// <summary>A number for every level, or a list of one per level.</summary>
+        public IReadOnlyList<int> IntOrInts(string key, int levels)
+        {
+            var v = Required(key);
+            if (v is JsonArray a)
+            {
+                if (a.Count != levels) throw Unsupported(key, $"has {a.Count} entries but there are {levels} levels");
+                return [.. a.Select(x => x is null ? throw Unsupported(key, "holds null") : AsInt(key, x))];
+            }
+            int one = AsInt(key, v);
+            return [.. Enumerable.Repeat(one, levels)];
+        }
+
+        public IReadOnlyList<string> Strings(string key, IReadOnlyList<string>? fallback = null)
+        {
+            var v = _json[key];
+            if (v is null) return fallback ?? throw Unsupported(key, "is missing; the converter reads it rather than guessing");
+            if (v is not JsonArray a) throw Unsupported(key, $"is {v.ToJsonString()}; supported: a list of strings");
+            return [.. a.Select(x => x is JsonValue s && s.TryGetValue(out string? t) ? t : throw Unsupported(key, $"holds {x?.ToJsonString() ?? "null"}; supported: strings"))];
+        }
+
+        /// <summary>Runs a record's own validation, reporting its problem against this file.</summary>
+        public void Try(Action validate, string key)
+        {
+            try { validate(); }
+            catch (InvalidArgumentException e) { throw Unsupported(key, $"describes sizes the builders cannot make ({e.Message})"); }
+        }
+    }
+}
