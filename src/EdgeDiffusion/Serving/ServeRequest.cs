@@ -80,8 +80,7 @@ public sealed record ServeRequest
             model = new Fields(overrides, limits).String("sd_model_checkpoint", 200);
         long? seed = f.Long("seed");
         if (seed is < -1) throw ApiException.BadRequest($"seed: {seed} is out of range; use -1 (random) or 0 to 18446744073709551615");
-        int? n = f.Integer("n_iter", 1, 1);
-        _ = n;
+        f.Integer("n_iter", 1, 1); // one iteration per request; batch_size gives more pictures
         return new ServeRequest
         {
             Model = model,
