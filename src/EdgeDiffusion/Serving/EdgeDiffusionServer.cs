@@ -49,7 +49,8 @@ public sealed class ServerStatistics
 /// </summary>
 public sealed class EdgeDiffusionServer : IAsyncDisposable
 {
-    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull };
+    // Relaxed escaping: base64 "+" and quotes in messages stay readable (the answers are application/json, never HTML).
+    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping, DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull };
     private readonly WebApplication _app;
     private readonly ModelCatalog _catalog;
     private readonly ServerOptions _options;
