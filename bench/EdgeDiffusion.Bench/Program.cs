@@ -5,6 +5,7 @@ namespace EdgeDiffusion.Bench;
 /// <summary>
 /// Benchmarks that are not tests: they print figures to record in docs/benchmarks.md.
 /// Usage: dotnet run -c Release --project bench/EdgeDiffusion.Bench -- onnx-io [--gb 3.4] [--width 4096] [--dir .bench/onnx-io]
+///        dotnet run -c Release --project bench/EdgeDiffusion.Bench -- serve-load [--requests 200] [--clients 8] [--steps 20] [--max-queue 8] [--warmup 100] [--model DIR]
 ///        dotnet run -c Release --project bench/EdgeDiffusion.Bench -- pipeline [--arch tiny|sd15] [--size 64] [--steps 20] [--warmup 2]
 /// </summary>
 public static class Program
@@ -30,6 +31,11 @@ public static class Program
                     int.Parse(Option("--warmup", "2"), CultureInfo.InvariantCulture), Option("--scheduler", "euler"),
                     double.Parse(Option("--guidance", "7.5"), CultureInfo.InvariantCulture), args.Contains("--model") ? Option("--model", "") : null);
                 return 0;
+            case "serve-load":
+                return ServerLoadBenchmark.Run(args.Contains("--model") ? Option("--model", "") : null,
+                    int.Parse(Option("--requests", "200"), CultureInfo.InvariantCulture), int.Parse(Option("--clients", "8"), CultureInfo.InvariantCulture),
+                    int.Parse(Option("--steps", "20"), CultureInfo.InvariantCulture), int.Parse(Option("--max-queue", "8"), CultureInfo.InvariantCulture),
+                    int.Parse(Option("--warmup", "100"), CultureInfo.InvariantCulture));
             case "startup":
                 StartupBenchmark.Run(Option("--dir", Path.Combine(".bench", "models")), Option("--arch", "sd15"), Option("--component", "unet"),
                     Option("--mode", "plain"), Option("--cache-dir", Path.Combine(".bench", "cache")),

@@ -82,10 +82,23 @@ public sealed class EdgeDiffusionImageGenerator : IImageGenerator
         ArgumentNullException.ThrowIfNull(request);
         ObjectDisposedException.ThrowIf(_disposed, this);
         var generation = ToGenerationRequest(request, options);
+        return await GenerateAsync(generation, progress: null, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Runs an already mapped request (<see cref="ToGenerationRequest"/>), reporting each denoising step to
+    /// <paramref name="progress"/> (called on the generating thread): the same queueing (one at a time per generator),
+    /// cancellation and PNG contents as <see cref="GenerateAsync(ImageGenerationRequest, ImageGenerationOptions?, CancellationToken)"/>.
+    /// The local server (EdgeDiffusion.Serving) runs its requests through this.
+    /// </summary>
+    public async Task<ImageGenerationResponse> GenerateAsync(GenerationRequest generation, Action<GenerationProgress>? progress, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(generation);
+        ObjectDisposedException.ThrowIf(_disposed, this);
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            var result = await Task.Run(() => _pipeline.Generate(generation, progress: null, cancellationToken), cancellationToken).ConfigureAwait(false);
+            var result = await Task.Run(() => _pipeline.Generate(generation, progress, cancellationToken), cancellationToken).ConfigureAwait(false);
             var contents = new List<AIContent>(result.Images.Count);
             for (int i = 0; i < result.Images.Count; i++) contents.Add(ToPng(generation, result, i));
             return new ImageGenerationResponse(contents) { RawRepresentation = result };
