@@ -22,7 +22,7 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(HERE, "..", "tiny-shapes"))
+sys.path.append(os.path.join(HERE, "..", "tiny-shapes"))  # after HERE: its models.py / export.py are not ours
 import data  # noqa: E402  (training/tiny-shapes/data.py)
 from models import wuerstchen_step  # noqa: E402
 
@@ -132,6 +132,30 @@ def sample(fns, captions, tokenizer, seed, prior_steps=20, decoder_steps=10, gui
     return np.concatenate(out)
 
 
+def write_png(path, img):
+    """uint8 [H, W, 3] -> PNG (zlib, no dependencies)."""
+    import struct
+    import zlib
+    h, w, _ = img.shape
+    raw = b"".join(b"\x00" + img[y].tobytes() for y in range(h))
+
+    def chunk(t, d):
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+                + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
+
+
+def grid(images, cols=12):
+    n = len(images)
+    rows = (n + cols - 1) // cols
+    out = np.full((rows * 66, cols * 66, 3), 128, np.uint8)
+    for i, im in enumerate(images):
+        r, c = divmod(i, cols)
+        out[r * 66 + 1:r * 66 + 65, c * 66 + 1:c * 66 + 65] = im
+    return out
+
+
 def score(images, entries):
     n = len(entries)
     singles = [i for i, e in enumerate(entries) if e["count"] == 1]
@@ -174,9 +198,11 @@ def onnx_fns(model):
     cfg = json.load(open(os.path.join(model, "prior_prior", "config.json")))
     t = lambda a: torch.from_numpy(np.asarray(a, dtype=np.float32))  # noqa: E731
 
+    layers = json.load(open(os.path.join(model, "text_encoder", "config.json")))["num_hidden_layers"]
+
     def text(ids):
         o = run_onnx(graphs["text_encoder"], {"input_ids": ids.numpy().astype(np.int32)})
-        return t(o["text_embeds"]), t(o["last_hidden_state"]), t(o[f"hidden_states.{len([1 for _ in range(json.load(open(os.path.join(model, 'text_encoder', 'config.json')))['num_hidden_layers'])])}"])
+        return t(o["text_embeds"]), t(o["last_hidden_state"]), t(o[f"hidden_states.{layers}"])
     return {
         "text": text,
         "prior": lambda s, r, p, tx, i: t(run_onnx(graphs["prior_prior"], {"sample": s.numpy(), "timestep_ratio": r.numpy(), "clip_text_pooled": p.numpy(), "clip_text": tx.numpy(), "clip_img": i.numpy()})["out_sample"]),
@@ -192,29 +218,33 @@ def main():
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--guidance", type=float, default=None)
     ap.add_argument("--backend", choices=["onnx", "torch"], default="onnx",
-                    help="onnx: the exported files through the numpy interpreter (onnx_numpy.py); torch: the state.pt next to train.log")
-    ap.add_argument("--state", default=None, help="torch backend: state.pt written by train.py (default <model>/../../training/tiny-cascade/state.pt)")
-    ap.add_argument("--grid", default=None, help="write a PNG-less .npy of the pictures here")
+                    help="onnx: the exported files through the numpy interpreter (onnx_numpy.py); torch: the modules in state.pt")
+    ap.add_argument("--state", default=os.path.join(HERE, "state.pt"), help="torch backend: the EMA modules train.py saved")
+    ap.add_argument("--limit", type=int, default=None, help="only the first N held-out captions (the numpy ONNX run is slow)")
+    ap.add_argument("--png", default=None, help="write the pictures as one grid PNG (12 a row, held-out order, seed after seed)")
+    ap.add_argument("--save", default=None, help="write the pictures (uint8 [seeds, N, 64, 64, 3]) to this .npy")
     a = ap.parse_args()
     torch.set_num_threads(1)
     idx = json.load(open(os.path.join(a.model, "model_index.json")))
     meta = idx["_edgediffusion"]
     guidance = meta["prior_guidance_scale"] if a.guidance is None else a.guidance
     scale = json.load(open(os.path.join(a.model, "vqgan", "config.json")))["scale_factor"]
-    entries = json.load(open(os.path.join(a.model, "evaluation", "heldout.json")))["captions"]
+    entries = json.load(open(os.path.join(a.model, "evaluation", "heldout.json")))["captions"][:a.limit]
     tok = data.Tokenizer()
     if a.backend == "onnx":
         fns = onnx_fns(a.model)
     else:
         from train import load_state
-        fns = load_state(a.state or os.path.join(HERE, "state.pt"))
+        fns = load_state(a.state)
     t0 = time.time()
     totals, per_seed = evaluate(fns, entries, tok, range(a.seeds), scale, guidance, meta["prior_steps"], meta["decoder_steps"])
     print(json.dumps({"model": a.model, "backend": a.backend, "seeds": a.seeds, "guidance": guidance,
                       "pictures": a.seeds * len(entries), "seconds": round(time.time() - t0, 1),
                       **{k: round(100 * v, 1) for k, v in totals.items()}}, indent=1))
-    if a.grid:
-        np.save(a.grid, np.stack([p[1] for p in per_seed]))
+    if a.save:
+        np.save(a.save, np.stack([p[1] for p in per_seed]))
+    if a.png:
+        write_png(a.png, grid(np.concatenate([p[1] for p in per_seed])))
 
 
 if __name__ == "__main__":

@@ -15,11 +15,22 @@ import torch.nn.functional as F
 
 # ---------------------------------------------------------------- shared pieces
 
-class ChannelNorm(nn.LayerNorm):
-    """SDCascadeLayerNorm: LayerNorm over the channels of an NCHW map, no affine, eps 1e-6."""
+class PlainLayerNorm(nn.Module):
+    """nn.LayerNorm(c, elementwise_affine=False, eps=1e-6) over the last axis. The unit weight / zero bias are fixed
+    buffers because torch 1.13's ONNX exporter writes an invalid LayerNormalization (empty scale) without them."""
 
-    def __init__(self, c):
-        super().__init__(c, elementwise_affine=False, eps=1e-6)
+    def __init__(self, c, eps=1e-6):
+        super().__init__()
+        self.c, self.eps = c, eps
+        self.register_buffer("one", torch.ones(c), persistent=False)
+        self.register_buffer("zero", torch.zeros(c), persistent=False)
+
+    def forward(self, x):
+        return F.layer_norm(x, (self.c,), self.one, self.zero, self.eps)
+
+
+class ChannelNorm(PlainLayerNorm):
+    """SDCascadeLayerNorm: LayerNorm over the channels of an NCHW map, no affine, eps 1e-6."""
 
     def forward(self, x):
         return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
@@ -32,7 +43,9 @@ class GlobalResponseNorm(nn.Module):
         self.beta = nn.Parameter(torch.zeros(1, 1, 1, dim))
 
     def forward(self, x):  # channels-last
-        agg = torch.sqrt((x * x).sum(dim=(1, 2), keepdim=True))
+        # the L2 norm over H, W (diffusers: torch.norm); vector_norm's gradient is 0 where a channel is all zero
+        # (sqrt(sum x^2) would give NaN there: GELU underflows to exact zeros on the prior's 2x2 maps)
+        agg = torch.linalg.vector_norm(x, 2, dim=(1, 2), keepdim=True)
         stand = agg / (agg.mean(dim=-1, keepdim=True) + 1e-6)
         return self.gamma * (x * stand) + self.beta + x
 
@@ -64,9 +77,9 @@ class Attention(nn.Module):
 class MixingResidualBlock(nn.Module):
     def __init__(self, c, hidden):
         super().__init__()
-        self.norm1 = nn.LayerNorm(c, elementwise_affine=False, eps=1e-6)
+        self.norm1 = PlainLayerNorm(c)
         self.depthwise = nn.Sequential(nn.ReplicationPad2d(1), nn.Conv2d(c, c, 3, groups=c))
-        self.norm2 = nn.LayerNorm(c, elementwise_affine=False, eps=1e-6)
+        self.norm2 = PlainLayerNorm(c)
         self.channelwise = nn.Sequential(nn.Linear(c, hidden), nn.GELU(), nn.Linear(hidden, c))
         # diffusers starts all six at 0 (identity block); the residual scales start at 0.1 here so a short run gets going
         self.gammas = nn.Parameter(torch.tensor([0.0, 0.0, 0.1, 0.0, 0.0, 0.1]))
@@ -272,11 +285,11 @@ class StableCascadeUNet(nn.Module):
         if cfg.get("clip_text_in_channels"):
             self.clip_txt_mapper = nn.Linear(cfg["clip_text_in_channels"], cc)
             self.clip_img_mapper = nn.Linear(cfg["clip_image_in_channels"], cc * cfg["clip_seq"])
-        self.clip_norm = nn.LayerNorm(cc, elementwise_affine=False, eps=1e-6)
+        self.clip_norm = PlainLayerNorm(cc)
         if cfg.get("effnet_in_channels"):
             e = cfg["effnet_in_channels"]
             self.effnet_mapper = nn.Sequential(nn.Conv2d(e, 4 * c[0], 1), nn.GELU(), nn.Conv2d(4 * c[0], c[0], 1), ChannelNorm(c[0]))
-        self.embedding = nn.Sequential(nn.PixelUnshuffle(p), nn.Conv2d(cfg["in_channels"] * p * p, c[0], 1), ChannelNorm(c[0]))
+        self.embedding = nn.Sequential(nn.PixelUnshuffle(p) if p > 1 else nn.Identity(), nn.Conv2d(cfg["in_channels"] * p * p, c[0], 1), ChannelNorm(c[0]))
 
         def block(kind, ch, level, c_skip=0):
             if kind == "SDCascadeResBlock":
@@ -312,7 +325,8 @@ class StableCascadeUNet(nn.Module):
                     blocks.append(block(t, c[i], i, c[i] if (k == 0 and i < n - 1 and t == "SDCascadeResBlock") else 0))
                     k += 1
             self.up_blocks.append(blocks)
-        self.clf = nn.Sequential(ChannelNorm(c[0]), nn.Conv2d(c[0], cfg["out_channels"] * p * p, 1), nn.PixelShuffle(p))
+        self.clf = nn.Sequential(ChannelNorm(c[0]), nn.Conv2d(c[0], cfg["out_channels"] * p * p, 1),
+                                 nn.PixelShuffle(p) if p > 1 else nn.Identity())
         self._init()
 
     def _init(self):
@@ -411,6 +425,22 @@ _INIT = math.cos(S / (1 + S) * math.pi * 0.5) ** 2
 def alpha_cumprod(t):
     """t in [0, 1] (tensor) -> cos^2((t+s)/(1+s) pi/2) / cos^2(s/(1+s) pi/2), clamped to [1e-4, 0.9999]."""
     return (torch.cos((t + S) / (1 + S) * math.pi * 0.5) ** 2 / _INIT).clamp(1e-4, 0.9999)
+
+
+class EpsFromX0(nn.Module):
+    """The exported stage: the UNet predicts x0 (trained so), the graph outputs the epsilon that x0 implies,
+    eps = (x_t - sqrt(abar(t)) x0) / sqrt(1 - abar(t)), so the pipeline's epsilon contract holds. With the cosine schedule's
+    abar(1) = 1e-4 an epsilon-trained tiny UNet's error at t ~ 1 is amplified 100x in the sampler's x0 (its first steps
+    blow up); predicting x0 keeps that error bounded."""
+
+    def __init__(self, unet):
+        super().__init__()
+        self.unet = unet
+
+    def forward(self, sample, timestep_ratio, *args, **kwargs):
+        x0 = self.unet(sample, timestep_ratio, *args, **kwargs)
+        ab = alpha_cumprod(timestep_ratio)[:, None, None, None]
+        return (sample - ab.sqrt() * x0) / (1 - ab).sqrt()
 
 
 def wuerstchen_step(eps, t, t_prev, x, noise):

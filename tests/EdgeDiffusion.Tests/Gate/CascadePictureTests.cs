@@ -1,0 +1,79 @@
+using EdgeDiffusion.Bench.Shapes;
+using EdgeDiffusion.Compression;
+using EdgeDiffusion.Imaging;
+using EdgeDiffusion.Pipelines;
+using EdgeDiffusion.Runtime;
+using Xunit.Abstractions;
+
+namespace EdgeDiffusion.Tests.Gate;
+
+/// <summary>
+/// The picture gate for Stable Cascade: the trained three-stage models/tiny-cascade draws the held-out captions' colours
+/// (prior 20 steps at guidance 4, decoder 10 unguided, as its folder says), and its compressed copies stay close to
+/// float32 (picture PSNR on the same seeds). Floors a few points under the figures in training/tiny-cascade/README.md.
+/// </summary>
+public sealed class CascadePictureTests(ITestOutputHelper output)
+{
+    private static string Model => Path.Combine(TestData.RepoRoot, "models", "tiny-cascade");
+
+    private static HeldOutSet Subset()
+    {
+        var set = HeldOutSet.Load(Path.Combine(Model, "evaluation", "heldout.json"));
+        return set with { Captions = set.Captions.Where((_, i) => i % 4 == 0).ToList() };
+    }
+
+    private static Func<string, ulong, RgbaImage> Drawer(StableCascadePipeline pipeline) => (caption, seed) =>
+        pipeline.Generate(new CascadeRequest { Prompt = caption, Seed = seed }).Image(0);
+
+    [Fact]
+    public void DrawsTheHeldOutCaptionsColours()
+    {
+        using var pipeline = StableCascadePipeline.Load(Model);
+        var score = ShapesEvaluation.Run(Drawer(pipeline), Subset(), [0, 1]);
+        output.WriteLine(score.ToString());
+        foreach (var miss in score.Misses) output.WriteLine("  " + miss);
+        Assert.True(score.Background >= CascadeFloors.Colour && score.Color >= CascadeFloors.Colour, score.ToString());
+        Assert.True(score.Shape >= CascadeFloors.Shape, score.ToString());
+    }
+
+    [Theory]
+    [InlineData("linear int8", 35.0)]
+    [InlineData("palettize 6", 30.0)]
+    public void CompressedCopiesStayCloseToFloat32(string variant, double floorDb)
+    {
+        var spec = variant == "linear int8"
+            ? new CompressionSpec { Method = CompressionMethod.Linear, Dtype = QuantizedType.Int8 }
+            : new CompressionSpec { Method = CompressionMethod.Palettize, Bits = 6 };
+        string folder = TestData.NewTempDir("tiny-cascade-" + string.Concat(variant.Where(char.IsLetterOrDigit)));
+        try
+        {
+            var encoder = WeightEncoders.Create(spec);
+            ModelFolderCompressor.Compress(Model, folder, (_, _) => encoder, new FolderCompressionOptions { Overwrite = true });
+            var set = Subset();
+            var reference = new List<RgbaImage>();
+            using (var pipeline = StableCascadePipeline.Load(Model)) ShapesEvaluation.Run(Drawer(pipeline), set, [0], onImage: reference.Add);
+            var images = new List<RgbaImage>();
+            ShapesScore score;
+            var settings = SessionSettings.Default with { Cache = new SessionCache(Path.Combine(folder, ".cache")) };
+            using (var pipeline = StableCascadePipeline.Load(folder, settings)) score = ShapesEvaluation.Run(Drawer(pipeline), set, [0], onImage: images.Add);
+            var psnr = PictureGate.Psnrs(reference, images);
+            output.WriteLine($"{variant}: PSNR mean {psnr.Average():F1} dB, min {psnr.Min():F1}; {score}");
+            Assert.True(psnr.Average() >= floorDb, $"{variant}: mean picture PSNR {psnr.Average():F1} dB against float32 is under {floorDb} dB");
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+    }
+}
+
+/// <summary>
+/// The tiny-cascade floors, a few points under what the shipped (under-trained) model measures on this subset in C#
+/// (background 25 %, colour 25 %, shape 11 %; chance is 12.5 % for a colour): far below the targets (colours
+/// ≥ 95 %, shape ≥ 75 %), they only catch a pipeline that falls to chance. Raise them with the model.
+/// </summary>
+internal static class CascadeFloors
+{
+    public const double Colour = 0.2;
+    public const double Shape = 0.05;
+}
