@@ -24,13 +24,7 @@ public sealed class OnnxCascadeTextEncoder : IDisposable
     {
         _path = modelPath;
         _session = SessionFactory.Create(modelPath, settings);
-        var ids = SessionMetadata.Input(_session, "input_ids", modelPath);
-        _int64Ids = ids.ElementDataType switch
-        {
-            TensorElementType.Int64 => true,
-            TensorElementType.Int32 => false,
-            _ => throw new ModelFolderException(modelPath, $"input_ids is {ids.ElementDataType}; expected int32 or int64"),
-        };
+        _int64Ids = SessionMetadata.IdsAreInt64(_session, modelPath);
         if (!_session.OutputNames.Contains("text_embeds"))
             throw new ModelFolderException(modelPath, $"has no output 'text_embeds' (outputs: {string.Join(", ", _session.OutputNames)}); Stable Cascade needs a CLIP text model with projection");
         _hiddenName = _session.OutputNames.Where(n => n.StartsWith("hidden_states.", StringComparison.Ordinal))

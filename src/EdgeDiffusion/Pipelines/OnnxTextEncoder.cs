@@ -17,14 +17,8 @@ public sealed class OnnxTextEncoder : ITextEncoder
     {
         _path = modelPath;
         _session = SessionFactory.Create(modelPath, settings);
-        var ids = SessionMetadata.Input(_session, "input_ids", modelPath);
-        _int64Ids = ids.ElementDataType switch
-        {
-            TensorElementType.Int64 => true,
-            TensorElementType.Int32 => false,
-            _ => throw new ModelFolderException(modelPath, $"input_ids is {ids.ElementDataType}; expected int32 or int64"),
-        };
-        _fixedBatch = SessionMetadata.FixedBatch(ids);
+        _int64Ids = SessionMetadata.IdsAreInt64(_session, modelPath);
+        _fixedBatch = SessionMetadata.FixedBatch(SessionMetadata.Input(_session, "input_ids", modelPath));
         _output = _session.OutputNames.Contains("last_hidden_state") ? "last_hidden_state" : _session.OutputNames[0];
     }
 

@@ -35,6 +35,15 @@ internal static class SessionMetadata
             ? meta
             : throw new ModelFolderException(modelPath, $"has no input '{name}' (inputs: {string.Join(", ", session.InputNames)}); it is not the model this component expects");
 
+    /// <summary>Whether a text encoder's input_ids are int64 (else int32); any other type is a typed error naming the file.</summary>
+    public static bool IdsAreInt64(InferenceSession session, string modelPath) =>
+        Input(session, "input_ids", modelPath).ElementDataType switch
+        {
+            TensorElementType.Int64 => true,
+            TensorElementType.Int32 => false,
+            var other => throw new ModelFolderException(modelPath, $"input_ids is {other}; expected int32 or int64"),
+        };
+
     /// <summary>The first dimension when it is fixed, null when it is dynamic (symbolic or -1).</summary>
     public static int? FixedBatch(NodeMetadata meta) => meta.Dimensions.Length > 0 && meta.Dimensions[0] > 0 ? meta.Dimensions[0] : null;
 
