@@ -92,43 +92,44 @@ public static class ComponentBenchmark
     }
 
     /// <summary>Loads the folder's pipeline and times one generation with the steps and guidance the composed figure assumes.</summary>
-    private static MeasuredGeneration MeasureGeneration(string folder, int resolution, Plan unet, SessionSettings settings, CancellationToken cancellation)
-    {
-        GC.Collect();
-        bool peakReset = ResetPeakRss();
-        var clock = Stopwatch.StartNew();
-        using var pipeline = Pipelines.StableDiffusionPipeline.Load(folder, settings);
-        double load = clock.Elapsed.TotalSeconds;
+    private static MeasuredGeneration MeasureGeneration(string folder, int resolution, Plan unet, SessionSettings settings, CancellationToken cancellation) =>
         // Batch 2 means classifier-free guidance at SD's usual scale; batch 1 (SD-Turbo) runs without it.
-        var request = new Pipelines.GenerationRequest
+        TimeOneGeneration(() => Pipelines.StableDiffusionPipeline.Load(folder, settings), pipeline =>
         {
-            Prompt = "a photo of a cat", Steps = unet.Calls, Guidance = unet.Batch == 2 ? Pipelines.GenerationRequest.DefaultGuidance : 0,
-            Width = resolution, Height = resolution, Seed = 0,
-        };
-        clock.Restart();
-        var result = pipeline.Generate(request, cancellation: cancellation);
-        double ms = clock.Elapsed.TotalMilliseconds;
-        return new MeasuredGeneration(request.Steps, result.Guidance, result.Scheduler, result.Timings.DenoiserCalls, load, ms, peakReset ? PeakRssBytes() : null);
-    }
+            var request = new Pipelines.GenerationRequest
+            {
+                Prompt = "a photo of a cat", Steps = unet.Calls, Guidance = unet.Batch == 2 ? Pipelines.GenerationRequest.DefaultGuidance : 0,
+                Width = resolution, Height = resolution, Seed = 0,
+            };
+            var result = pipeline.Generate(request, cancellation: cancellation);
+            return (request.Steps, result.Guidance, result);
+        });
 
     /// <summary>Stable Cascade: one picture through the three stages with the prior and decoder steps of the composed figure (prior guided at 4, decoder unguided).</summary>
-    private static MeasuredGeneration MeasureCascadeGeneration(string folder, int resolution, Plan prior, Plan decoder, SessionSettings settings, CancellationToken cancellation)
+    private static MeasuredGeneration MeasureCascadeGeneration(string folder, int resolution, Plan prior, Plan decoder, SessionSettings settings, CancellationToken cancellation) =>
+        TimeOneGeneration(() => Pipelines.StableCascadePipeline.Load(folder, settings), pipeline =>
+        {
+            var request = new Pipelines.CascadeRequest
+            {
+                Prompt = "a photo of a cat", PriorSteps = prior.Calls, DecoderSteps = decoder.Calls, PriorGuidance = prior.Batch == 2 ? 4.0 : 0,
+                DecoderGuidance = 0, Width = resolution, Height = resolution,
+            };
+            return (prior.Calls + decoder.Calls, request.PriorGuidance.Value, pipeline.Generate(request, cancellation: cancellation));
+        });
+
+    /// <summary>Session creation, then one generation, timed apart; the process's peak RSS over both (reset first where Linux allows).</summary>
+    private static MeasuredGeneration TimeOneGeneration<TPipeline>(Func<TPipeline> load, Func<TPipeline, (int Steps, double Guidance, Pipelines.GenerationResult Result)> generate)
+        where TPipeline : IDisposable
     {
         GC.Collect();
         bool peakReset = ResetPeakRss();
         var clock = Stopwatch.StartNew();
-        using var pipeline = Pipelines.StableCascadePipeline.Load(folder, settings);
-        double load = clock.Elapsed.TotalSeconds;
-        var request = new Pipelines.CascadeRequest
-        {
-            Prompt = "a photo of a cat", PriorSteps = prior.Calls, DecoderSteps = decoder.Calls, PriorGuidance = prior.Batch == 2 ? 4.0 : 0,
-            DecoderGuidance = 0, Width = resolution, Height = resolution,
-        };
+        using var pipeline = load();
+        double loadSeconds = clock.Elapsed.TotalSeconds;
         clock.Restart();
-        var result = pipeline.Generate(request, cancellation: cancellation);
+        var (steps, guidance, result) = generate(pipeline);
         double ms = clock.Elapsed.TotalMilliseconds;
-        return new MeasuredGeneration(prior.Calls + decoder.Calls, request.PriorGuidance.Value, result.Scheduler, result.Timings.DenoiserCalls, load, ms,
-            peakReset ? PeakRssBytes() : null);
+        return new MeasuredGeneration(steps, guidance, result.Scheduler, result.Timings.DenoiserCalls, loadSeconds, ms, peakReset ? PeakRssBytes() : null);
     }
 
     /// <summary>METHOD:BITS/DTYPE: palettize:6, linear:int8, linear:int4, prune:0.5; a bad one names --compression.</summary>

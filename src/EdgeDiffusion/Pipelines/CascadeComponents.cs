@@ -205,11 +205,10 @@ public sealed class OnnxVqganDecoder : IDisposable
         _session = SessionFactory.Create(modelPath, settings);
         SessionMetadata.RequireFloat(SessionMetadata.Input(_session, "latent_sample", modelPath), "latent_sample", modelPath);
         _output = _session.OutputNames.Contains("sample") ? "sample" : _session.OutputNames[0];
-        string folder = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(modelPath))!;
-        ScaleFactor = CascadeFolder.ReadNumber(System.IO.Path.Combine(folder, "config.json"), "scale_factor") is double f && f > 0 ? (float)f : DefaultScaleFactor;
-        DownscaleFactor = CascadeFolder.ReadNumber(System.IO.Path.Combine(folder, "config.json"), "up_down_scale_factor") is double u
-            && CascadeFolder.ReadNumber(System.IO.Path.Combine(folder, "config.json"), "levels") is double levels
-            ? (int)u << ((int)levels - 1) : 4;
+        string config = System.IO.Path.Combine(System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(modelPath))!, "config.json");
+        var numbers = CascadeFolder.ReadNumbers(config, "scale_factor", "up_down_scale_factor", "levels");
+        ScaleFactor = numbers["scale_factor"] is double f && f > 0 ? (float)f : DefaultScaleFactor;
+        DownscaleFactor = numbers["up_down_scale_factor"] is double u && numbers["levels"] is double levels ? (int)u << ((int)levels - 1) : 4;
     }
 
     public float ScaleFactor { get; }

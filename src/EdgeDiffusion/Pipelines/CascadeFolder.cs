@@ -133,13 +133,14 @@ public sealed record CascadeFolder(
         _ => "text encoder (CLIP with projection)",
     };
 
-    /// <summary>A number from a JSON object file, null when the file or key is absent.</summary>
-    internal static double? ReadNumber(string file, string key)
+    /// <summary>Numbers from a JSON object file read once, each null when the file or key is absent.</summary>
+    internal static IReadOnlyDictionary<string, double?> ReadNumbers(string file, params string[] keys)
     {
-        if (!File.Exists(file)) return null;
+        if (!File.Exists(file)) return keys.ToDictionary(k => k, _ => (double?)null);
         try
         {
-            return JsonNode.Parse(File.ReadAllText(file))?[key] is JsonValue v && v.TryGetValue(out double d) ? d : null;
+            var root = JsonNode.Parse(File.ReadAllText(file));
+            return keys.ToDictionary(k => k, k => root?[k] is JsonValue v && v.TryGetValue(out double d) ? d : (double?)null);
         }
         catch (Exception e) when (e is JsonException or InvalidOperationException)
         {

@@ -125,13 +125,7 @@ public sealed class DdpmWuerstchenScheduler : IDiffusionScheduler
         for (int i = 0; i < original.Length; i++) destination[i] = (float)(a * original[i] + s * noise[i]);
     }
 
-    public int StartIndexForStrength(double strength)
-    {
-        if (!(strength >= 0 && strength <= 1))
-            throw new InvalidArgumentException("strength", $"is {strength}; it must be between 0 (keep the image) and 1 (ignore it)");
-        if (InferenceSteps == 0) throw new InvalidOperationException($"{Name}: call SetTimesteps before StartIndexForStrength");
-        return Math.Max(InferenceSteps - Math.Min((int)(InferenceSteps * strength), InferenceSteps), 0);
-    }
+    public int StartIndexForStrength(double strength) => SchedulerBase.StartIndexFor(Name, InferenceSteps, strength);
 
     private void CheckIndex(int stepIndex)
     {

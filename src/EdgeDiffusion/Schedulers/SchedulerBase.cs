@@ -80,13 +80,16 @@ public abstract class SchedulerBase : IScheduler
 
     protected abstract void AddNoiseCore(ReadOnlySpan<float> original, ReadOnlySpan<float> noise, int stepIndex, Span<float> destination);
 
-    public virtual int StartIndexForStrength(double strength)
+    public virtual int StartIndexForStrength(double strength) => StartIndexFor(Name, InferenceSteps, strength);
+
+    /// <summary>diffusers' get_timesteps for <paramref name="steps"/> planned steps: init = min(⌊steps·strength⌋, steps), start = steps − init.</summary>
+    internal static int StartIndexFor(string name, int steps, double strength)
     {
         if (!(strength >= 0 && strength <= 1))
             throw new InvalidArgumentException("strength", $"is {strength}; it must be between 0 (keep the image) and 1 (ignore it)");
-        if (InferenceSteps == 0) throw new InvalidOperationException($"{Name}: call SetTimesteps before StartIndexForStrength");
-        int init = Math.Min((int)(InferenceSteps * strength), InferenceSteps);
-        return Math.Max(InferenceSteps - init, 0);
+        if (steps == 0) throw new InvalidOperationException($"{name}: call SetTimesteps before StartIndexForStrength");
+        int init = Math.Min((int)(steps * strength), steps);
+        return Math.Max(steps - init, 0);
     }
 
     /// <summary>The forward process q(x_t | x_0) = √ᾱ_t x_0 + √(1 − ᾱ_t) ε, the img2img noising of the ᾱ-based schedulers.</summary>
