@@ -167,15 +167,9 @@ public sealed class StableCascadePipeline : IDisposable
         // Stage C: the prior's latents ("image embeddings") at ceil(size / 42.67).
         sw.Restart();
         int ph = (int)Math.Ceiling(height / ResolutionMultiple), pw = (int)Math.Ceiling(width / ResolutionMultiple);
-        bool priorGuided = priorGuidance > 1;
-        var priorLatents = new float[n * _prior.Channels * ph * pw];
-        noise.Fill(priorLatents);
-        var priorRows = Rows(priorText, n, priorGuided);
+        var priorRows = Rows(priorText, n, priorGuidance > 1);
         _prior.SetConditioning(new CascadeConditioning(priorRows.Pooled, priorRows.Hidden, priorText.Sequence), priorRows.Count, ph, pw);
-        var priorScheduler = new DdpmWuerstchenScheduler(_priorSchedule.S, _priorSchedule.Scaler);
-        priorScheduler.SetTimesteps(priorSteps);
-        var priorLoop = DenoisingLoop.Run(priorScheduler, _prior, priorLatents, n, priorGuidance, 0, noise,
-            progress is null ? null : p => progress(new StageProgress("prior", p)), cancellation);
+        var (priorLatents, priorLoop) = Denoise("prior", _prior, _priorSchedule, priorSteps, priorGuidance, n, ph, pw, noise, progress, cancellation);
         var priorTime = sw.Elapsed;
 
         // Stage B: Stage A's latents at size / 4, effnet = the prior's latents (zeros for the unconditional rows, as diffusers).
@@ -186,12 +180,7 @@ public sealed class StableCascadePipeline : IDisposable
         var effnet = decoderGuided ? new float[2 * priorLatents.Length] : priorLatents;
         if (decoderGuided) priorLatents.CopyTo(effnet, priorLatents.Length);
         _decoder.SetConditioning(new CascadeConditioning(decoderRows.Pooled, Effnet: effnet, EffnetHeight: ph, EffnetWidth: pw), decoderRows.Count, dh, dw);
-        var latents = new float[n * _decoder.Channels * dh * dw];
-        noise.Fill(latents);
-        var decoderScheduler = new DdpmWuerstchenScheduler(_decoderSchedule.S, _decoderSchedule.Scaler);
-        decoderScheduler.SetTimesteps(decoderSteps);
-        var decoderLoop = DenoisingLoop.Run(decoderScheduler, _decoder, latents, n, decoderGuidance, 0, noise,
-            progress is null ? null : p => progress(new StageProgress("decoder", p)), cancellation);
+        var (latents, decoderLoop) = Denoise("decoder", _decoder, _decoderSchedule, decoderSteps, decoderGuidance, n, dh, dw, noise, progress, cancellation);
         var decoderTime = sw.Elapsed;
 
         // Stage A.
@@ -213,6 +202,19 @@ public sealed class StableCascadePipeline : IDisposable
         var timings = new GenerationTimings(textTime, TimeSpan.Zero, priorLoop.Model + decoderLoop.Model, priorLoop.Calls + decoderLoop.Calls,
             priorLoop.Steps + decoderLoop.Steps, priorLoop.Overhead + decoderLoop.Overhead, decodeTime, total.Elapsed);
         return new GenerationResult(images, seeds, width, height, DdpmWuerstchenScheduler.SchedulerName, timings, warnings) { Stages = stages };
+    }
+
+    /// <summary>One stage's denoising from seeded noise: its own scheduler, the shared loop, progress under the stage's name.</summary>
+    private static (float[] Latents, LoopTimings Loop) Denoise(string stage, OnnxCascadeStage model, (double S, double Scaler) schedule, int steps, double guidance,
+        int n, int height, int width, INoiseSource noise, Action<StageProgress>? progress, CancellationToken cancellation)
+    {
+        var latents = new float[n * model.Channels * height * width];
+        noise.Fill(latents);
+        var scheduler = new DdpmWuerstchenScheduler(schedule.S, schedule.Scaler);
+        scheduler.SetTimesteps(steps);
+        var loop = DenoisingLoop.Run(scheduler, model, latents, n, guidance, 0, noise,
+            progress is null ? null : p => progress(new StageProgress(stage, p)), cancellation);
+        return (latents, loop);
     }
 
     private static List<int[]> Ids(ClipTokenizer tokenizer, CascadeRequest request, List<string>? warnings)
