@@ -12,7 +12,7 @@ public static class CompressCommand
     {
         var input = new Argument<string>("model") { Description = "a diffusers-style ONNX model folder or a .onnx file (never modified)" };
         var output = new Option<string>("--output", "-o") { Description = "the folder or .onnx file to write (must not exist unless --overwrite)", Required = true };
-        var method = new Option<string>("--method") { Description = "linear, palettize or prune", DefaultValueFactory = _ => "palettize" };
+        var method = new Option<string>("--method") { Description = "linear, palettize, prune, or w8a8 (int8 weights and activations, calibrated on the model's own denoising runs)", DefaultValueFactory = _ => "palettize" };
         var bits = new Option<int>("--bits") { Description = "palettize: index bits (1, 2, 3, 4, 6, 8)", DefaultValueFactory = _ => 6 };
         var dtype = new Option<string>("--dtype") { Description = "linear: int8, uint8, int4 or uint4", DefaultValueFactory = _ => "int8" };
         var asymmetric = new Option<bool>("--asymmetric") { Description = "linear: zero point fitted to the range (default symmetric)" };
@@ -41,18 +41,25 @@ public static class CompressCommand
         var overwrite = new Option<bool>("--overwrite") { Description = "replace an existing output (once the new one is complete)" };
         var json = new Option<bool>("--json") { Description = "print the report as JSON" };
         var quiet = new Option<bool>("--quiet", "-q") { Description = "no progress output" };
+        var calibrationPrompts = new Option<string?>("--calibration-prompts") { Description = "w8a8: a text file, one prompt per line, to calibrate activations on (default: 8 built-in prompts)" };
+        var calibrationSteps = new Option<int>("--calibration-steps") { Description = "w8a8: denoising steps per calibration prompt (every step's UNet input is recorded)", DefaultValueFactory = _ => 8 };
+        var keepFloat = new Option<string[]>("--keep-float") { Description = "w8a8: layers (weight or node name wildcards) kept float, replacing the default time embedding / conv_in / conv_out / conv_shortcut list", AllowMultipleArgumentsPerToken = true };
         var lora = new Option<string[]>("--lora") { Description = "merge this LoRA (FILE or FILE:SCALE; repeatable) into the float32 weights first, then compress: a LoRA merged into quantized weights would lose its update to rounding" };
         var command = new Command("compress", "Compress weights (linear int8/int4, 1–8-bit palettization, pruning, joint, mixed-bit) into a standard ONNX copy that decompresses in the graph.")
         {
             input, output, method, bits, dtype, asymmetric, granularity, blockSize, groupSize, channelScale, sparsity, nm, then, seed,
             mixedBit, targetBits, targetPsnr, candidates, samples, calibrationSize, recipe, saveRecipe, components, minElements, includeOp, excludeOp,
-            includeName, excludeName, overwrite, json, quiet, lora,
+            includeName, excludeName, overwrite, json, quiet, lora, calibrationPrompts, calibrationSteps, keepFloat,
         };
         command.SetAction((result, cancellation) => Task.FromResult(VerbRunner.Run(() =>
         {
             string source = result.GetValue(input)!;
             if (!Directory.Exists(source) && !File.Exists(source))
                 throw new InvalidArgumentException("model", $"{source} does not exist; pass a model folder or a .onnx file");
+            if (string.Equals(result.GetValue(method), "w8a8", StringComparison.OrdinalIgnoreCase))
+                return W8A8(source, result.GetValue(output)!, result.GetValue(calibrationPrompts), result.GetValue(calibrationSteps),
+                    result.GetValue(keepFloat), result.GetValue(components), result.GetValue(minElements), result.GetValue(overwrite),
+                    result.GetValue(json), result.GetValue(quiet), cancellation);
             var spec = Spec(result.GetValue(method)!, result.GetValue(bits), result.GetValue(dtype)!, result.GetValue(asymmetric),
                 result.GetValue(granularity), result.GetValue(blockSize), result.GetValue(groupSize), result.GetValue(channelScale),
                 result.GetValue(sparsity), result.GetValue(nm), result.GetValue(then), result.GetValue(seed));
@@ -106,6 +113,36 @@ public static class CompressCommand
             return 0;
         })));
         return command;
+    }
+
+    /// <summary>compress --method w8a8: record the UNet's trajectories on the float folder, calibrate, quantize.</summary>
+    private static int W8A8(string source, string output, string? promptsFile, int steps, string[]? keepFloat, string? components,
+        long minElements, bool overwrite, bool json, bool quiet, CancellationToken cancellation)
+    {
+        if (!Directory.Exists(source) || !File.Exists(Path.Combine(source, ModelFolderCompressor.ModelIndexFileName)))
+            throw new InvalidArgumentException("model", $"{source} is not a model folder; w8a8 calibrates on the folder's own denoising runs, so it needs the whole SD folder");
+        IReadOnlyList<string>? prompts = null;
+        if (promptsFile is not null)
+        {
+            if (!File.Exists(promptsFile)) throw new InvalidArgumentException("--calibration-prompts", $"{promptsFile} does not exist; give a text file with one prompt per line");
+            prompts = [.. File.ReadAllLines(promptsFile).Select(l => l.Trim()).Where(l => l.Length > 0)];
+            if (prompts.Count == 0) throw new InvalidArgumentException("--calibration-prompts", $"{promptsFile} holds no prompts; write one per line");
+        }
+        if (steps < 1) throw new InvalidArgumentException("--calibration-steps", $"{steps} must be at least 1");
+        var chosen = components?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) ?? ["unet"];
+        foreach (var c in chosen)
+            if (c != "unet") throw new InvalidArgumentException("--components", $"'{c}': w8a8 calibrates the UNet on its denoising runs; only unet can be chosen");
+        ModelFolderCompressor.CheckFolderOutput(source, output, overwrite);
+        var options = new W8A8Options { MinimumElements = minElements };
+        if (keepFloat is { Length: > 0 }) options = options with { KeepFloat = keepFloat };
+        var log = quiet ? null : new ConsoleLines(Console.Error);
+        using var trajectories = CalibrationTrajectories.Record(source, prompts, steps, progress: log, cancellation: cancellation);
+        var progress = quiet ? null : new ConsoleCompressionProgress(Console.Error);
+        var report = W8A8Quantizer.QuantizeFolder(source, output, (_, _) => new CalibrationSet(trajectories.Samples, trajectories.Description),
+            options, chosen, overwrite, log, progress, cancellation);
+        progress?.Finish();
+        Console.Out.Write(json ? report.ToJson() + Environment.NewLine : report.ToTable());
+        return 0;
     }
 
     /// <summary>The spec the options describe, validated (a bad value names its option).</summary>
@@ -207,6 +244,15 @@ public static class CompressCommand
         if (plan is not null) return plan.EncoderChooser(source, recipeFile);
         var encoder = WeightEncoders.Create(spec);
         return (_, _) => encoder;
+    }
+}
+
+/// <summary>Progress lines written at once (Progress&lt;T&gt; posts them to the thread pool, where the last may come after the verb's output).</summary>
+internal sealed class ConsoleLines(TextWriter error) : IProgress<string>
+{
+    public void Report(string value)
+    {
+        lock (this) error.WriteLine(value);
     }
 }
 

@@ -50,6 +50,21 @@ public static class ModelFolderCompressor
     {
         ArgumentNullException.ThrowIfNull(encoderFor);
         options ??= new FolderCompressionOptions();
+        var modelOptions = options.Model;
+        return TransformFolder(source, output,
+            (component, loaded) => ModelCompressor.Compress(loaded, use => encoderFor(component, use), modelOptions with { Component = component }, progress, cancellationToken),
+            options, cancellationToken);
+    }
+
+    /// <summary>
+    /// Writes <paramref name="output"/>: each chosen component replaced by what <paramref name="transform"/> makes of it
+    /// (given the component's name and its loaded model), every other file copied; through a temporary folder renamed into place.
+    /// </summary>
+    public static CompressionReport TransformFolder(string source, string output, Func<string, OnnxModel, CompressedModel> transform,
+        FolderCompressionOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(transform);
+        options ??= new FolderCompressionOptions();
         string from = Path.GetFullPath(source).TrimEnd(Path.DirectorySeparatorChar);
         string to = Path.GetFullPath(output).TrimEnd(Path.DirectorySeparatorChar);
         if (!Directory.Exists(from)) throw new InvalidArgumentException("model", $"{source} is not a folder");
@@ -77,9 +92,8 @@ public static class ModelFolderCompressor
                 rewritten.Add(model);
                 foreach (var t in OnnxGraphs.AllTensors(loaded.Proto).Where(ExternalDataFiles.IsExternal))
                     rewritten.Add(loaded.External.Resolve(t).FullPath);
-                var modelOptions = options.Model with { Component = component };
-                reports.Add(CompressAndSave(loaded, Path.Combine(temp, component, ModelFileName), use => encoderFor(component, use),
-                    modelOptions, options.InlineLimitBytes, progress, cancellationToken));
+                using var compressed = transform(component, loaded);
+                reports.Add(Save(loaded, compressed, Path.Combine(temp, component, ModelFileName), options.InlineLimitBytes));
             }
             foreach (var file in Directory.EnumerateFiles(from, "*", SearchOption.AllDirectories))
             {
@@ -108,18 +122,21 @@ public static class ModelFolderCompressor
         CheckOutput(from, to, options.Overwrite, isFolder: false);
         using var loaded = OnnxModel.Load(from);
         // Saving writes the model (and data file) under temporary names and renames them when complete.
-        return CompressAndSave(loaded, to, encoderFor, options.Model, options.InlineLimitBytes, progress, cancellationToken);
+        using var compressed = ModelCompressor.Compress(loaded, encoderFor, options.Model, progress, cancellationToken);
+        return Save(loaded, compressed, to, options.InlineLimitBytes);
     }
 
-    private static CompressionReport CompressAndSave(OnnxModel source, string path, Func<WeightUse, IWeightEncoder?> encoderFor,
-        ModelCompressionOptions options, long inlineLimit, IProgress<CompressionProgress>? progress, CancellationToken cancellationToken)
+    private static CompressionReport Save(OnnxModel source, CompressedModel compressed, string path, long inlineLimit)
     {
-        using var compressed = ModelCompressor.Compress(source, encoderFor, options, progress, cancellationToken);
         bool sourceExternal = OnnxGraphs.AllTensors(source.Proto).Any(ExternalDataFiles.IsExternal);
         bool external = sourceExternal || compressed.Report.ModelBytesAfter > inlineLimit;
         compressed.Model.Save(path, external ? OnnxSaveOptions.External() : OnnxSaveOptions.Inline);
         return compressed.Report;
     }
+
+    /// <summary>Checks a folder output before long work starts (not the source, not inside it, not existing unless overwriting).</summary>
+    public static void CheckFolderOutput(string source, string output, bool overwrite) =>
+        CheckOutput(Path.GetFullPath(source).TrimEnd(Path.DirectorySeparatorChar), Path.GetFullPath(output).TrimEnd(Path.DirectorySeparatorChar), overwrite, isFolder: true);
 
     private static void CheckOutput(string from, string to, bool overwrite, bool isFolder)
     {

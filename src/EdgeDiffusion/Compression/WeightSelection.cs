@@ -118,7 +118,7 @@ public sealed record WeightSelection
     }
 
     /// <summary>One regex matching any of the wildcard patterns over the whole name; null when there are none.</summary>
-    private static Regex? WildcardRegex(IReadOnlyList<string> patterns)
+    internal static Regex? WildcardRegex(IReadOnlyList<string> patterns)
     {
         if (patterns.Count == 0) return null;
         var alternatives = patterns.Select(p => Regex.Escape(p).Replace(@"\*", ".*", StringComparison.Ordinal).Replace(@"\?", ".", StringComparison.Ordinal));
