@@ -18,8 +18,10 @@ public static class BenchCommand
         var steps = new Option<int?>("--steps") { Description = "denoising steps of the composed per-picture time (default 20; sd-turbo 1; Stable Cascade: prior steps, 20)" };
         var decoderSteps = new Option<int?>("--decoder-steps") { Description = "Stable Cascade decoder (stage B) steps of the per-picture time (default 10)" };
         var component = new Option<string[]>("--component") { Description = "only this component (unet, prior, decoder …), repeatable", Arity = ArgumentArity.ZeroOrMore };
-        var compression = new Option<string?>("--compression") { Description = "compress the folder once first: palettize:6, linear:int8, linear:int4, prune:0.5" };
-        var decompress = new Option<string>("--decompress") { Description = "jit or load: when compressed weights become float32", DefaultValueFactory = _ => "jit" };
+        var compression = new Option<string?>("--compression") { Description = "compress the folder once first: palettize:6, linear:int8, linear:int4, prune:0.5, w8a8" };
+        var compare = new Option<string?>("--compare") { Description = "comma-separated forms measured after a float32 run in this same process, with a ratio table (e.g. w8a8,palettize:6); FORM@unfused runs that form with unfused attention, float32@unfused the float32 folder" };
+        var attention = new Option<string>("--attention") { Description = "fused (ONNX Runtime's MultiHeadAttention, flash attention on the CPU) or unfused (MatMul → Softmax → MatMul as the graph has it)", DefaultValueFactory = _ => "fused" };
+        var decompress = new Option<string>("--decompress") { Description = "auto, int8, jit or load: how compressed weights run (auto: int8 where calibrated, else jit)", DefaultValueFactory = _ => "auto" };
         var dir = new Option<string?>("--dir") { Description = "where model folders are built once and reused (default ~/.cache/edgediffusion/bench)" };
         var threads = new Option<int>("--threads") { Description = "intra-op threads (0: ONNX Runtime's choice)" };
         var level = new Option<string>("--opt-level") { Description = "ONNX Runtime graph optimization: disabled, basic, extended, layout or all", DefaultValueFactory = _ => "all" };
@@ -31,18 +33,20 @@ public static class BenchCommand
         var charts = new Option<string?>("--charts") { Description = "also write PNG charts (time per picture, GFLOP/s, peak RSS by component) into this folder" };
         var command = new Command("bench", "Time each component of a random-weight model of a known architecture (pictures meaningless; time and memory real).")
         {
-            arch, res, runs, warmup, steps, decoderSteps, component, compression, decompress, dir, threads, level, sessionOption, gemm, json, markdown, charts, endToEnd,
+            arch, res, runs, warmup, steps, decoderSteps, component, compression, compare, attention, decompress, dir, threads, level, sessionOption, gemm, json, markdown, charts, endToEnd,
         };
         var devices = RuntimeOptions.AddDeviceOptions(command);
         command.SetAction((result, cancellation) => Task.FromResult(VerbRunner.Run(() =>
         {
             var mode = result.GetValue(decompress)!.ToLowerInvariant() switch
             {
+                "auto" => DecompressionMode.Auto,
                 "jit" => DecompressionMode.Jit,
                 "load" => DecompressionMode.Load,
-                var other => throw new InvalidArgumentException("--decompress", $"'{other}' is not a mode; use jit or load"),
+                "int8" => DecompressionMode.Int8,
+                var other => throw new InvalidArgumentException("--decompress", $"'{other}' is not a mode; use auto, int8, jit or load"),
             };
-            var report = ComponentBenchmark.Run(new BenchmarkOptions
+            var options = new BenchmarkOptions
             {
                 Arch = result.GetValue(arch)!,
                 Resolution = result.GetValue(res),
@@ -53,6 +57,7 @@ public static class BenchCommand
                 Components = result.GetValue(component) ?? [],
                 Compression = result.GetValue(compression),
                 Decompression = mode,
+                Attention = ParseAttention(result.GetValue(attention)!, "--attention"),
                 Directory = result.GetValue(dir) ?? BenchmarkOptions.DefaultDirectory,
                 IntraOpThreads = result.GetValue(threads),
                 OptimizationLevel = OptimizationLevel(result.GetValue(level)!),
@@ -61,7 +66,28 @@ public static class BenchCommand
                 GemmSize = result.GetValue(gemm),
                 EndToEnd = result.GetValue(endToEnd),
                 Progress = m => Console.Error.WriteLine(m),
-            }, cancellation);
+            };
+            if (result.GetValue(compare) is { } forms)
+            {
+                if (options.Compression is not null) throw new InvalidArgumentException("--compare", "give either --compression or --compare, not both");
+                var list = forms.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+                if (list.Length == 0) throw new InvalidArgumentException("--compare", "name at least one form, e.g. w8a8,palettize:6");
+                var runs = list.Select(form =>
+                {
+                    var parts = form.Split('@', 2, StringSplitOptions.TrimEntries);
+                    string? compressionForm = string.Equals(parts[0], "float32", StringComparison.OrdinalIgnoreCase) ? null : parts[0];
+                    if (compressionForm is not null && !string.Equals(compressionForm, ComponentBenchmark.W8A8Form, StringComparison.OrdinalIgnoreCase))
+                        ComponentBenchmark.ParseCompression(compressionForm);
+                    return options with { Compression = compressionForm, Attention = parts.Length > 1 ? ParseAttention(parts[1], "--compare") : options.Attention };
+                }).ToList();
+                var reports = new List<BenchmarkReport> { ComponentBenchmark.Run(options, cancellation) };
+                foreach (var run in runs) reports.Add(ComponentBenchmark.Run(run, cancellation));
+                var table = BenchmarkComparison.ToTable(reports);
+                Console.Out.Write(string.Concat(reports.Select(r => r.ToTable() + Environment.NewLine)) + table);
+                if (result.GetValue(markdown) is { } md) OutputFile.WriteText(md, string.Concat(reports.Select(r => r.ToMarkdown() + Environment.NewLine)) + table, "--markdown");
+                return 0;
+            }
+            var report = ComponentBenchmark.Run(options, cancellation);
             Console.Out.Write(result.GetValue(json) ? report.ToJson() + Environment.NewLine : report.ToTable());
             if (result.GetValue(markdown) is { } file) OutputFile.WriteText(file, report.ToMarkdown(), "--markdown");
             if (result.GetValue(charts) is { } folder)
@@ -75,6 +101,13 @@ public static class BenchCommand
         })));
         return command;
     }
+
+    private static AttentionKernel ParseAttention(string text, string option) => text.ToLowerInvariant() switch
+    {
+        "fused" => AttentionKernel.Fused,
+        "unfused" => AttentionKernel.Unfused,
+        _ => throw new InvalidArgumentException(option, $"'{text}' is not an attention kernel; use fused or unfused"),
+    };
 
     private static GraphOptimizationLevel OptimizationLevel(string text) => text.ToLowerInvariant() switch
     {

@@ -41,15 +41,16 @@ public static class CompressCommand
         var overwrite = new Option<bool>("--overwrite") { Description = "replace an existing output (once the new one is complete)" };
         var json = new Option<bool>("--json") { Description = "print the report as JSON" };
         var quiet = new Option<bool>("--quiet", "-q") { Description = "no progress output" };
-        var calibrationPrompts = new Option<string?>("--calibration-prompts") { Description = "w8a8: a text file, one prompt per line, to calibrate activations on (default: 8 built-in prompts)" };
-        var calibrationSteps = new Option<int>("--calibration-steps") { Description = "w8a8: denoising steps per calibration prompt (every step's UNet input is recorded)", DefaultValueFactory = _ => 8 };
+        var calibrationPrompts = new Option<string?>("--calibration-prompts") { Description = "folders: a text file, one prompt per line, to calibrate the UNet's activations on (default: 8 built-in prompts)" };
+        var calibrationSteps = new Option<int>("--calibration-steps") { Description = "folders: denoising steps per calibration prompt (every step's UNet input is recorded)", DefaultValueFactory = _ => 8 };
+        var noCalibration = new Option<bool>("--no-calibration") { Description = "folders: do not record the UNet's activation ranges (then the compressed UNet cannot run on int8 kernels and runs its weights decompressed per call)" };
         var keepFloat = new Option<string[]>("--keep-float") { Description = "w8a8: layers (weight or node name wildcards) kept float, replacing the default time embedding / conv_in / conv_out / conv_shortcut list", AllowMultipleArgumentsPerToken = true };
         var lora = new Option<string[]>("--lora") { Description = "merge this LoRA (FILE or FILE:SCALE; repeatable) into the float32 weights first, then compress: a LoRA merged into quantized weights would lose its update to rounding" };
         var command = new Command("compress", "Compress weights (linear int8/int4, 1–8-bit palettization, pruning, joint, mixed-bit) into a standard ONNX copy that decompresses in the graph.")
         {
             input, output, method, bits, dtype, asymmetric, granularity, blockSize, groupSize, channelScale, sparsity, nm, then, seed,
             mixedBit, targetBits, targetPsnr, candidates, samples, calibrationSize, recipe, saveRecipe, components, minElements, includeOp, excludeOp,
-            includeName, excludeName, overwrite, json, quiet, lora, calibrationPrompts, calibrationSteps, keepFloat,
+            includeName, excludeName, overwrite, json, quiet, lora, calibrationPrompts, calibrationSteps, keepFloat, noCalibration,
         };
         command.SetAction((result, cancellation) => Task.FromResult(VerbRunner.Run(() =>
         {
@@ -100,8 +101,14 @@ public static class CompressCommand
                 throw new InvalidArgumentException("--save-recipe", "only --mixed-bit makes a recipe");
 
             var encoderFor = EncoderChooser(spec, plan, source, result.GetValue(recipe) ?? "recipe");
+            if (isFolder) ModelFolderCompressor.CheckFolderOutput(source, result.GetValue(output)!, result.GetValue(overwrite));
+            var ranges = new Dictionary<string, ActivationRanges>(StringComparer.Ordinal);
+            if (isFolder && !result.GetValue(noCalibration) && (chosen ?? ModelFolderCompressor.ComponentsOf(source)).Contains("unet")
+                && File.Exists(Path.Combine(source, "text_encoder", ModelFolderCompressor.ModelFileName)))
+                ranges["unet"] = CalibrateUNet(source, result.GetValue(calibrationPrompts), result.GetValue(calibrationSteps), new W8A8Options(), log: quietRun ? null : new ConsoleLines(Console.Error), cancellation);
             var options = new FolderCompressionOptions
             {
+                ActivationRanges = ranges,
                 Model = new ModelCompressionOptions { Selection = plan is null ? selection : selection with { MinimumElements = 0 } },
                 Components = chosen,
                 Overwrite = result.GetValue(overwrite),
@@ -121,14 +128,7 @@ public static class CompressCommand
     {
         if (!Directory.Exists(source) || !File.Exists(Path.Combine(source, ModelFolderCompressor.ModelIndexFileName)))
             throw new InvalidArgumentException("model", $"{source} is not a model folder; w8a8 calibrates on the folder's own denoising runs, so it needs the whole SD folder");
-        IReadOnlyList<string>? prompts = null;
-        if (promptsFile is not null)
-        {
-            if (!File.Exists(promptsFile)) throw new InvalidArgumentException("--calibration-prompts", $"{promptsFile} does not exist; give a text file with one prompt per line");
-            prompts = [.. File.ReadAllLines(promptsFile).Select(l => l.Trim()).Where(l => l.Length > 0)];
-            if (prompts.Count == 0) throw new InvalidArgumentException("--calibration-prompts", $"{promptsFile} holds no prompts; write one per line");
-        }
-        if (steps < 1) throw new InvalidArgumentException("--calibration-steps", $"{steps} must be at least 1");
+        var prompts = CalibrationPrompts(promptsFile, steps);
         var chosen = components?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) ?? ["unet"];
         foreach (var c in chosen)
             if (c != "unet") throw new InvalidArgumentException("--components", $"'{c}': w8a8 calibrates the UNet on its denoising runs; only unet can be chosen");
@@ -143,6 +143,25 @@ public static class CompressCommand
         progress?.Finish();
         Console.Out.Write(json ? report.ToJson() + Environment.NewLine : report.ToTable());
         return 0;
+    }
+
+    private static IReadOnlyList<string>? CalibrationPrompts(string? promptsFile, int steps)
+    {
+        if (steps < 1) throw new InvalidArgumentException("--calibration-steps", $"{steps} must be at least 1");
+        if (promptsFile is null) return null;
+        if (!File.Exists(promptsFile)) throw new InvalidArgumentException("--calibration-prompts", $"{promptsFile} does not exist; give a text file with one prompt per line");
+        IReadOnlyList<string> prompts = [.. File.ReadAllLines(promptsFile).Select(l => l.Trim()).Where(l => l.Length > 0)];
+        if (prompts.Count == 0) throw new InvalidArgumentException("--calibration-prompts", $"{promptsFile} holds no prompts; write one per line");
+        return prompts;
+    }
+
+    /// <summary>The float UNet's activation ranges on its own trajectories: what lets its compressed copy run on int8 kernels.</summary>
+    private static ActivationRanges CalibrateUNet(string source, string? promptsFile, int steps, W8A8Options options, IProgress<string>? log, CancellationToken cancellation)
+    {
+        var prompts = CalibrationPrompts(promptsFile, steps);
+        using var trajectories = CalibrationTrajectories.Record(source, prompts, steps, progress: log, cancellation: cancellation);
+        using var unet = Onnx.OnnxModel.Load(Path.Combine(source, "unet", ModelFolderCompressor.ModelFileName));
+        return W8A8Quantizer.Calibrate(unet, new CalibrationSet(trajectories.Samples, trajectories.Description), options, cancellation);
     }
 
     /// <summary>The spec the options describe, validated (a bad value names its option).</summary>

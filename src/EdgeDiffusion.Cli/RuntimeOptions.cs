@@ -7,7 +7,7 @@ namespace EdgeDiffusion.Cli;
 public static class RuntimeOptions
 {
     public static SessionSettings Settings(int threads, bool noCache, string? cacheDir, bool sharedAllocator = false,
-        DecompressionMode decompression = DecompressionMode.Jit, ExecutionPlan? execution = null) => SessionSettings.Default with
+        DecompressionMode decompression = DecompressionMode.Auto, ExecutionPlan? execution = null) => SessionSettings.Default with
     {
         IntraOpThreads = threads,
         Execution = execution ?? ExecutionPlan.Cpu,
@@ -20,15 +20,15 @@ public static class RuntimeOptions
     /// <remarks>Shown and parsed in lower case as the docs write it (jit|load); any case is accepted.</remarks>
     public static Option<DecompressionMode> DecompressOption() => new("--decompress")
     {
-        Description = "compressed models only: jit (the default) keeps weights compressed in memory and expands each layer when it runs; load expands them once at start (float32 memory and speed)",
+        Description = "compressed models only: auto (the default) is int8 where the model carries calibrated activation ranges, else jit; int8 runs every layer on int8 kernels (palettes and int4 re-quantized at start, int8 memory, faster than float32); jit keeps weights compressed in memory and expands each layer when it runs; load expands them once at start (float32 memory and speed)",
         HelpName = string.Join("|", Enum.GetNames<DecompressionMode>().Select(n => n.ToLowerInvariant())),
-        // No DefaultValueFactory: help would print the enum's own casing ("Jit"); an absent option is default(T), Jit.
+        // No DefaultValueFactory: help would print the enum's own casing ("Auto"); an absent option is default(T), Auto.
         CustomParser = result =>
         {
             string token = result.Tokens.Count > 0 ? result.Tokens[^1].Value.Trim() : "";
             if (token.Length > 0 && char.IsLetter(token[0]) && Enum.TryParse<DecompressionMode>(token, ignoreCase: true, out var mode)) return mode;
             result.AddError($"\"{token}\" is not a decompression mode");
-            return DecompressionMode.Jit;
+            return DecompressionMode.Auto;
         },
     };
 

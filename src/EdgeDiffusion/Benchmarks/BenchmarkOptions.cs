@@ -29,7 +29,10 @@ public sealed record BenchmarkOptions
     /// <summary>METHOD:BITS/DTYPE (palettize:6, linear:int8, linear:int4, prune:0.5); null benchmarks the float32 folder.</summary>
     public string? Compression { get; init; }
 
-    public DecompressionMode Decompression { get; init; } = DecompressionMode.Jit;
+    public DecompressionMode Decompression { get; init; } = DecompressionMode.Auto;
+
+    /// <summary>Fused (MultiHeadAttention, the default) or the graph's unfused MatMul → Softmax → MatMul.</summary>
+    public AttentionKernel Attention { get; init; } = AttentionKernel.Fused;
 
     /// <summary>Where model folders are built once and reused (one subfolder per architecture and compression).</summary>
     public string Directory { get; init; } = DefaultDirectory;

@@ -25,7 +25,8 @@ public static class ComponentBenchmark
         if (options.Warmup < 0) throw new InvalidArgumentException("--warmup", $"{options.Warmup} must be 0 or more");
         if (options.Steps is < 1) throw new InvalidArgumentException("--steps", $"{options.Steps} must be at least 1");
         if (options.DecoderSteps is < 1) throw new InvalidArgumentException("--decoder-steps", $"{options.DecoderSteps} must be at least 1");
-        var spec = options.Compression is null ? null : ParseCompression(options.Compression);
+        bool w8a8 = string.Equals(options.Compression, W8A8Form, StringComparison.OrdinalIgnoreCase);
+        var spec = options.Compression is null || w8a8 ? null : ParseCompression(options.Compression);
         var (folderName, resolution, allPlans, write) = Resolve(options.Arch, options.Resolution, options.Steps, options.DecoderSteps);
         var unknown = options.Components.Where(c => !allPlans.Any(p => p.Name == c)).ToList();
         if (unknown.Count > 0)
@@ -39,14 +40,45 @@ public static class ComponentBenchmark
             write(source);
         }
         string folder = source;
-        if (spec is not null)
+        if (spec is not null || w8a8)
         {
-            folder = source + "-" + Slug(options.Compression!);
+            folder = source + "-" + Slug(options.Compression!) + "-calibrated";
             if (!File.Exists(Path.Combine(folder, ModelFolderCompressor.ModelIndexFileName)))
             {
-                options.Progress?.Invoke($"compressing {source} ({spec}) into {folder}");
-                var encoder = WeightEncoders.Create(spec);
-                ModelFolderCompressor.Compress(source, folder, (_, _) => encoder, new FolderCompressionOptions { Overwrite = true }, null, cancellation);
+                options.Progress?.Invoke($"compressing {source} ({(spec?.ToString() ?? W8A8Form)}) into {folder}");
+                // Random weights have no trajectories worth recording: the denoisers are calibrated on fixed seeded inputs
+                // of their own batch at a small latent side (ranges, not shapes, are what calibration measures), as
+                // compress does on a real folder, so compressed forms can run on int8 kernels (--decompress auto|int8).
+                var denoisers = allPlans.Where(p => p.Role.Contains("step", StringComparison.Ordinal)).ToList();
+                var samples = new List<CalibrationInputs>();
+                CalibrationSet Calibration(string component, OnnxModel model)
+                {
+                    var plan = denoisers.First(p => p.Name == component);
+                    var inputs = CalibrationInputs.For(model.Graph, 2, Math.Min(plan.Spatial, 16), seed: 0, batch: plan.Batch);
+                    samples.Add(inputs);
+                    return new CalibrationSet(inputs.Samples, $"2 fixed seeded inputs of batch {plan.Batch} at latent side {Math.Min(plan.Spatial, 16)}");
+                }
+                try
+                {
+                    if (spec is not null)
+                    {
+                        var ranges = new Dictionary<string, ActivationRanges>(StringComparer.Ordinal);
+                        foreach (var plan in denoisers)
+                        {
+                            using var model = OnnxModel.Load(Path.Combine(source, plan.Name, ModelFolderCompressor.ModelFileName));
+                            ranges[plan.Name] = W8A8Quantizer.Calibrate(model, Calibration(plan.Name, model), cancellationToken: cancellation);
+                        }
+                        var encoder = WeightEncoders.Create(spec);
+                        ModelFolderCompressor.Compress(source, folder, (_, _) => encoder, new FolderCompressionOptions { Overwrite = true, ActivationRanges = ranges }, null, cancellation);
+                    }
+                    else
+                        W8A8Quantizer.QuantizeFolder(source, folder, Calibration, components: [.. denoisers.Select(p => p.Name)], overwrite: true,
+                            log: options.Progress is { } p ? new Progress<string>(p) : null, cancellationToken: cancellation);
+                }
+                finally
+                {
+                    foreach (var s in samples) s.Dispose();
+                }
             }
         }
 
@@ -62,11 +94,12 @@ public static class ComponentBenchmark
         {
             IntraOpThreads = options.IntraOpThreads,
             Decompression = options.Decompression,
+            Attention = options.Attention,
             OptimizationLevel = options.OptimizationLevel,
             ConfigEntries = options.SessionEntries,
             Execution = options.Execution,
         };
-        string described = $"{options.Execution.Signature}, {options.OptimizationLevel}, threads {(options.IntraOpThreads == 0 ? "ORT default" : options.IntraOpThreads.ToString(CultureInfo.InvariantCulture))}"
+        string described = $"{options.Execution.Signature}, {options.OptimizationLevel}, {options.Attention.ToString().ToLowerInvariant()} attention, threads {(options.IntraOpThreads == 0 ? "ORT default" : options.IntraOpThreads.ToString(CultureInfo.InvariantCulture))}"
             + string.Concat(options.SessionEntries.Select(e => $", {e.Key}={e.Value}"));
         var results = new List<ComponentResult>();
         foreach (var plan in plans)
@@ -132,6 +165,9 @@ public static class ComponentBenchmark
         return new MeasuredGeneration(steps, guidance, result.Scheduler, result.Timings.DenoiserCalls, loadSeconds, ms, peakReset ? PeakRssBytes() : null);
     }
 
+    /// <summary>The --compression value for static W8A8 (int8 weights and activations) on the denoisers.</summary>
+    public const string W8A8Form = "w8a8";
+
     /// <summary>METHOD:BITS/DTYPE: palettize:6, linear:int8, linear:int4, prune:0.5; a bad one names --compression.</summary>
     public static CompressionSpec ParseCompression(string text)
     {
@@ -155,7 +191,7 @@ public static class ComponentBenchmark
                     BlockSize = arg is "int4" or "uint4" ? 32 : 0,
                 },
                 "prune" => new CompressionSpec { Method = CompressionMethod.Prune, Sparsity = arg is null ? 0.5 : double.TryParse(arg, CultureInfo.InvariantCulture, out double s) ? s : throw Bad(text, $"'{arg}' is not a sparsity") },
-                _ => throw Bad(text, $"'{parts[0]}' is not a method; write palettize:6, linear:int8, linear:int4 or prune:0.5"),
+                _ => throw Bad(text, $"'{parts[0]}' is not a method; write palettize:6, linear:int8, linear:int4, prune:0.5 or w8a8"),
             };
             return spec.Validate();
         }

@@ -17,9 +17,11 @@ public sealed record ActivationQuantizationResult(IReadOnlyList<string> Quantize
 /// </summary>
 public static class ActivationQuantizer
 {
+    /// <param name="readFloat">Reads a float initializer's values (the model's, so external data resolves).</param>
     /// <param name="include">Which Conv/MatMul nodes may be quantized (all by default).</param>
-    public static ActivationQuantizationResult Apply(GraphProto graph, ActivationRanges ranges, Func<NodeProto, bool>? include = null)
+    public static ActivationQuantizationResult Apply(GraphProto graph, ActivationRanges ranges, Func<TensorProto, float[]> readFloat, Func<NodeProto, bool>? include = null)
     {
+        ArgumentNullException.ThrowIfNull(readFloat);
         ArgumentNullException.ThrowIfNull(graph);
         ArgumentNullException.ThrowIfNull(ranges);
         var editor = new GraphEditor(graph);
@@ -74,7 +76,7 @@ public static class ActivationQuantizer
             if (bias is not null)
             {
                 // QLinearConv adds the bias in the accumulator's units: int32 at scale s_x·s_w[c], zero point 0.
-                var b = TensorData.ReadAsFloat(bias);
+                var b = readFloat(bias);
                 int channels = b.Length;
                 var biasScale = new float[channels];
                 var biasQ = new int[channels];

@@ -258,7 +258,7 @@ public static class ModelCompressor
     }
 
     /// <summary>The transpose of a row-major [rows, columns] matrix.</summary>
-    private static float[] Transpose2D(float[] values, int rows, int columns)
+    internal static float[] Transpose2D(float[] values, int rows, int columns)
     {
         var result = new float[values.Length];
         for (int r = 0; r < rows; r++)

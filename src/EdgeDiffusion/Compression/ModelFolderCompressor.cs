@@ -16,6 +16,12 @@ public sealed record FolderCompressionOptions
 
     /// <summary>Models whose weights exceed this many bytes are saved with external data (protobuf caps a file at 2 GB).</summary>
     public long InlineLimitBytes { get; init; } = (2L << 30) - (64L << 20);
+
+    /// <summary>
+    /// Calibrated activation ranges written into the metadata of the named components' compressed models, so they are
+    /// served on int8 kernels (<see cref="Runtime.DecompressionMode.Int8"/>); measured on the float source.
+    /// </summary>
+    public IReadOnlyDictionary<string, ActivationRanges> ActivationRanges { get; init; } = new Dictionary<string, ActivationRanges>();
 }
 
 /// <summary>
@@ -52,7 +58,12 @@ public static class ModelFolderCompressor
         options ??= new FolderCompressionOptions();
         var modelOptions = options.Model;
         return TransformFolder(source, output,
-            (component, loaded) => ModelCompressor.Compress(loaded, use => encoderFor(component, use), modelOptions with { Component = component }, progress, cancellationToken),
+            (component, loaded) =>
+            {
+                var compressed = ModelCompressor.Compress(loaded, use => encoderFor(component, use), modelOptions with { Component = component }, progress, cancellationToken);
+                if (options.ActivationRanges.TryGetValue(component, out var ranges)) ranges.WriteTo(compressed.Model.Proto);
+                return compressed;
+            },
             options, cancellationToken);
     }
 

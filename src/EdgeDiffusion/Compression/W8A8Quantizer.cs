@@ -77,6 +77,13 @@ public static class W8A8Quantizer
         return result;
     }
 
+    /// <summary>The activation ranges of the layers W8A8 would quantize in <paramref name="model"/>, measured on <paramref name="set"/>.</summary>
+    public static ActivationRanges Calibrate(OnnxModel model, CalibrationSet set, W8A8Options? options = null, CancellationToken cancellationToken = default)
+    {
+        var weights = Candidates(model.Graph, options ?? new W8A8Options());
+        return ActivationRanges.Calibrate(model, CalibrationTensors(model.Graph, weights), set.Samples, set.Description, 0, cancellationToken);
+    }
+
     /// <summary>Quantizes <paramref name="source"/> with <paramref name="ranges"/> measured on it (see <see cref="CalibrationTensors"/>).</summary>
     public static W8A8Model Quantize(OnnxModel source, ActivationRanges ranges, W8A8Options? options = null,
         IProgress<CompressionProgress>? progress = null, CancellationToken cancellationToken = default)
@@ -95,7 +102,7 @@ public static class W8A8Quantizer
             }, progress, cancellationToken);
         try
         {
-            var layers = ActivationQuantizer.Apply(compressed.Model.Graph, ranges);
+            var layers = ActivationQuantizer.Apply(compressed.Model.Graph, ranges, compressed.Model.ReadAsFloat);
             ranges.WriteTo(compressed.Model.Proto);
             // The recipe: which layers compute in int8, which stay float and why, and the patterns that kept them.
             compressed.Model.Proto.MetadataProps.Add(new StringStringEntryProto
@@ -130,11 +137,9 @@ public static class W8A8Quantizer
         options ??= new W8A8Options();
         return ModelFolderCompressor.TransformFolder(source, output, (component, loaded) =>
         {
-            var set = calibration(component, loaded);
-            var weights = Candidates(loaded.Graph, options);
-            var ranges = ActivationRanges.Calibrate(loaded, CalibrationTensors(loaded.Graph, weights), set.Samples, set.Description, 0, cancellationToken);
+            var ranges = Calibrate(loaded, calibration(component, loaded), options, cancellationToken);
             var model = Quantize(loaded, ranges, options with { Component = component }, progress, cancellationToken);
-            log?.Report($"{component}: {model.Layers.Quantized.Count} layers W8A8, {model.Layers.LeftFloat.Count} left float; calibrated on {set.Description}");
+            log?.Report($"{component}: {model.Layers.Quantized.Count} layers W8A8, {model.Layers.LeftFloat.Count} left float; calibrated on {ranges.Calibration}");
             return model.Compressed;
         }, new FolderCompressionOptions { Components = components ?? ["unet"], Overwrite = overwrite }, cancellationToken);
     }

@@ -62,7 +62,10 @@ public sealed class OnnxModel : IDisposable
     /// shapes and locations but no data: weight bytes are skipped while reading, never copied, so asking what a 500 MB
     /// inline model holds costs a pass over the file, not its size in memory twice.
     /// </summary>
-    public static GraphProto ReadGraphOutline(string path)
+    public static GraphProto ReadGraphOutline(string path) => ReadOutline(path, out _);
+
+    /// <summary>The graph outline (see <see cref="ReadGraphOutline"/>) and the model's metadata_props.</summary>
+    public static GraphProto ReadOutline(string path, out IReadOnlyDictionary<string, string> metadata)
     {
         ModelOutline outline;
         try
@@ -78,6 +81,9 @@ public sealed class OnnxModel : IDisposable
         {
             throw new OnnxFormatException(path, $"is not a valid ONNX file ({e.Message.TrimEnd('.')}); the file is corrupt or truncated, re-export or re-download it", e);
         }
+        var props = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var p in outline.MetadataProps) props[p.Key] = p.Value;
+        metadata = props;
         var graph = new GraphProto { Name = outline.Graph?.Name ?? "" };
         if (outline.Graph is not { } g) return graph;
         graph.Node.AddRange(g.Node);

@@ -45,8 +45,15 @@ public sealed record SessionSettings
     /// <summary>Where optimized graphs and prepacked weights are kept between runs; null builds every session from scratch.</summary>
     public SessionCache? Cache { get; init; }
 
+    /// <summary>
+    /// How attention runs: <see cref="AttentionKernel.Fused"/> rewrites unmasked attention into ONNX Runtime's
+    /// MultiHeadAttention (flash attention on the CPU, no score matrices held) when the session is made; the folder is not
+    /// changed. <see cref="AttentionKernel.Unfused"/> runs the graph's MatMul → Softmax → MatMul as written.
+    /// </summary>
+    public AttentionKernel Attention { get; init; } = AttentionKernel.Fused;
+
     /// <summary>How compressed weights are expanded (only matters for models that hold compressed weights).</summary>
-    public DecompressionMode Decompression { get; init; } = DecompressionMode.Jit;
+    public DecompressionMode Decompression { get; init; } = DecompressionMode.Auto;
 
     /// <summary>
     /// The ONNX Runtime config entries that make <paramref name="mode"/> happen. jit: constant folding off, so
@@ -56,19 +63,43 @@ public sealed record SessionSettings
     /// </summary>
     public static IReadOnlyDictionary<string, string> DecompressionEntries(DecompressionMode mode) => mode switch
     {
-        DecompressionMode.Jit => new Dictionary<string, string> { ["optimization.disable_specified_optimizers"] = "ConstantFolding" },
+        DecompressionMode.Jit or DecompressionMode.Auto => new Dictionary<string, string> { ["optimization.disable_specified_optimizers"] = "ConstantFolding" },
+        DecompressionMode.Int8 => new Dictionary<string, string> { [SessionFactory.Int8ModeMarker] = "1" },
         _ => new Dictionary<string, string> { ["session.disable_quant_qdq"] = "1", [SessionFactory.LoadModeMarker] = "1" },
     };
 }
 
-/// <summary>When compressed weights become float32.</summary>
+/// <summary>How a session runs attention.</summary>
+public enum AttentionKernel
+{
+    /// <summary>As the graph spells it: MatMul, Softmax, MatMul, holding every [S, S] score matrix.</summary>
+    Unfused,
+
+    /// <summary>One com.microsoft.MultiHeadAttention per attention (see <see cref="AttentionFusion"/>).</summary>
+    Fused,
+}
+
+/// <summary>When compressed weights become float32 (or int8).</summary>
 public enum DecompressionMode
 {
+    /// <summary>
+    /// The default: <see cref="Int8"/> for a compressed model that carries calibrated activation ranges (what
+    /// <c>compress</c> writes unless told not to calibrate), else <see cref="Jit"/>.
+    /// </summary>
+    Auto,
+
     /// <summary>Weights stay compressed in memory; each layer's weight is decompressed when it runs, on every run.</summary>
     Jit,
 
     /// <summary>Weights are decompressed once, when the session is created: float32 memory and speed, compressed disk size.</summary>
     Load,
+
+    /// <summary>
+    /// Weights of every Conv / MatMul become int8 per channel when the session is created (palettes and int4 included,
+    /// a few weights at a time, never a float32 copy) and the layers run on ONNX Runtime's integer kernels with the
+    /// model's calibrated activation scales (<see cref="Int8Serving"/>); a model without ranges runs as <see cref="Jit"/>.
+    /// </summary>
+    Int8,
 }
 
 /// <summary>Creates ONNX Runtime sessions from model files, with ONNX Runtime's failures turned into typed errors naming the file.</summary>
@@ -77,9 +108,17 @@ public static class SessionFactory
     /// <summary>Our own config entry (ONNX Runtime ignores unknown keys) marking a compressed model in load mode.</summary>
     internal const string LoadModeMarker = "edgediffusion.expand_weights";
 
+    /// <summary>Our own config entry marking a compressed model served as int8 (<see cref="Int8Serving"/>).</summary>
+    internal const string Int8ModeMarker = "edgediffusion.int8_weights";
+
+    /// <summary>Our own config entry asking for <see cref="AttentionFusion"/> (so the cache keys fused and unfused sessions apart).</summary>
+    internal const string FusedAttentionMarker = "edgediffusion.fused_attention";
+
     public static InferenceSession Create(string modelPath, SessionSettings? settings = null)
     {
         settings = WithDecompression(modelPath, settings ?? SessionSettings.Default);
+        if (settings.Attention == AttentionKernel.Fused && !settings.ConfigEntries.ContainsKey(FusedAttentionMarker))
+            settings = settings with { ConfigEntries = new Dictionary<string, string>(settings.ConfigEntries) { [FusedAttentionMarker] = "1" } };
         // ONNX Runtime cannot save a graph holding compiled partitions, so such sessions bypass the cache; so do expanded
         // (load-mode) compressed models, whose float32 weights would only be cached again in full.
         bool expands = settings.Decompression == DecompressionMode.Load && settings.ConfigEntries.ContainsKey(LoadModeMarker);
@@ -94,8 +133,11 @@ public static class SessionFactory
     /// </summary>
     public static SessionSettings WithDecompression(string modelPath, SessionSettings settings)
     {
-        if (!File.Exists(modelPath) || !IsCompressed(modelPath)) return settings;
-        var entries = new Dictionary<string, string>(SessionSettings.DecompressionEntries(settings.Decompression));
+        if (!File.Exists(modelPath) || Outline(modelPath) is not { } outline || !IsCompressed(outline.Graph, modelPath)) return settings;
+        var mode = settings.Decompression;
+        if (mode is DecompressionMode.Auto or DecompressionMode.Int8)
+            mode = Int8Serving.Applies(outline.Graph, outline.Metadata) ? DecompressionMode.Int8 : DecompressionMode.Jit;
+        var entries = new Dictionary<string, string>(SessionSettings.DecompressionEntries(mode));
         foreach (var (k, v) in settings.ConfigEntries) entries[k] = v;
         return settings with { ConfigEntries = entries };
     }
@@ -108,18 +150,31 @@ public static class SessionFactory
         return new string(name.Select(c => char.IsLetterOrDigit(c) || c is '-' or '.' ? c : '_').ToArray());
     }
 
-    private static bool IsCompressed(string modelPath)
+    /// <summary>The model with its attention fused, as bytes; null when it has none to fuse (then the file loads as it is).</summary>
+    private static byte[]? FusedAttentionModel(string modelPath)
+    {
+        // The outline test is cheap (no weights read); only models with a Softmax are loaded and rewritten.
+        if (!Onnx.OnnxModel.ReadGraphOutline(modelPath).Node.Any(n => n.OpType == "Softmax")) return null;
+        using var model = Onnx.OnnxModel.Load(modelPath);
+        return AttentionFusion.Fuse(model.Proto) > 0 ? Google.Protobuf.MessageExtensions.ToByteArray(model.Proto) : null;
+    }
+
+    private static (Onnx.Protobuf.GraphProto Graph, IReadOnlyDictionary<string, string> Metadata)? Outline(string modelPath)
     {
         try
         {
             // Runs before every session: the outline skips the weights, which a full load would read and copy.
-            return Onnx.ModelInspector.DetectCompression(Onnx.OnnxModel.ReadGraphOutline(modelPath), modelPath).Compressed;
+            var graph = Onnx.OnnxModel.ReadOutline(modelPath, out var metadata);
+            return (graph, metadata);
         }
         catch (Onnx.OnnxFormatException)
         {
-            return false; // ONNX Runtime reports the problem with its own words when it loads the file
+            return null; // ONNX Runtime reports the problem with its own words when it loads the file
         }
     }
+
+    private static bool IsCompressed(Onnx.Protobuf.GraphProto outline, string modelPath) =>
+        Onnx.ModelInspector.DetectCompression(outline, modelPath).Compressed;
 
     /// <summary>Builds a session without the cache; with <paramref name="optimizedModelPath"/>, ONNX Runtime also saves its optimized graph there.</summary>
     internal static InferenceSession Create(string modelPath, SessionSettings settings, string? optimizedModelPath)
@@ -173,6 +228,18 @@ public static class SessionFactory
             {
                 expansion.AddTo(options);
                 return new ExpandedWeightsSession(expansion.Model, options, expansion);
+            }
+            bool fuseAttention = settings.ConfigEntries.ContainsKey(FusedAttentionMarker);
+            if (settings.ConfigEntries.ContainsKey(Int8ModeMarker) && Int8Serving.TryCreate(modelPath, settings.IntraOpThreads) is { } int8)
+            {
+                if (fuseAttention) AttentionFusion.Fuse(int8);
+                options.AddSessionConfigEntry("session.model_external_initializers_file_folder_path", Path.GetDirectoryName(Path.GetFullPath(modelPath))!);
+                return new InferenceSession(Google.Protobuf.MessageExtensions.ToByteArray(int8), options);
+            }
+            if (fuseAttention && FusedAttentionModel(modelPath) is { } fused)
+            {
+                options.AddSessionConfigEntry("session.model_external_initializers_file_folder_path", Path.GetDirectoryName(Path.GetFullPath(modelPath))!);
+                return new InferenceSession(fused, options);
             }
             return new InferenceSession(modelPath, options);
         }

@@ -50,21 +50,7 @@ internal sealed class WeightExpansion : IDisposable
             if (!initializers.ContainsKey(o.Name) && constant.TryGetValue(o.Name, out bool d) && d && seen.Add(o.Name)) expanded.Add(o.Name);
         if (expanded.Count == 0) return null;
 
-        // The nodes those weights need, and nothing else, form the decompression model.
-        var producer = new Dictionary<string, NodeProto>(StringComparer.Ordinal);
-        foreach (var node in constantNodes) foreach (var o in node.Output) producer[o] = node;
-        var needed = new HashSet<NodeProto>(ReferenceEqualityComparer.Instance);
-        var stack = new Stack<string>(expanded);
-        while (stack.Count > 0)
-            if (producer.TryGetValue(stack.Pop(), out var node) && needed.Add(node))
-                foreach (var i in node.Input) if (i.Length > 0) stack.Push(i);
-
-        var decompression = new ModelProto { IrVersion = model.Proto.IrVersion, Graph = new GraphProto { Name = "weights" } };
-        decompression.OpsetImport.AddRange(model.Proto.OpsetImport);
-        decompression.Graph.Node.AddRange(graph.Node.Where(needed.Contains));
-        var read = new HashSet<string>(needed.SelectMany(n => n.Input), StringComparer.Ordinal);
-        foreach (var t in graph.Initializer.Where(t => read.Contains(t.Name))) decompression.Graph.Initializer.Add(model.Inlined(t));
-        foreach (var name in expanded) decompression.Graph.Output.Add(new ValueInfoProto { Name = name });
+        var (decompression, needed) = DecompressionModel(model, constantNodes, expanded);
 
         // The main graph: decompression nodes gone, each expanded weight external data in a temporary file that the
         // side session's outputs are streamed into (ONNX Runtime's copy of each freed at once).
@@ -111,6 +97,30 @@ internal sealed class WeightExpansion : IDisposable
             TryDelete(file);
             throw;
         }
+    }
+
+    /// <summary>
+    /// The nodes computing <paramref name="outputs"/> from initializers (and nothing else) with the initializers they read,
+    /// inlined, as a model of its own whose outputs are those values; and the set of those nodes.
+    /// </summary>
+    internal static (ModelProto Model, HashSet<NodeProto> Nodes) DecompressionModel(OnnxModel model, IReadOnlyList<NodeProto> constantNodes, IReadOnlyList<string> outputs)
+    {
+        var graph = model.Graph;
+        var producer = new Dictionary<string, NodeProto>(StringComparer.Ordinal);
+        foreach (var node in constantNodes) foreach (var o in node.Output) producer[o] = node;
+        var needed = new HashSet<NodeProto>(ReferenceEqualityComparer.Instance);
+        var stack = new Stack<string>(outputs);
+        while (stack.Count > 0)
+            if (producer.TryGetValue(stack.Pop(), out var node) && needed.Add(node))
+                foreach (var i in node.Input) if (i.Length > 0) stack.Push(i);
+
+        var decompression = new ModelProto { IrVersion = model.Proto.IrVersion, Graph = new GraphProto { Name = "weights" } };
+        decompression.OpsetImport.AddRange(model.Proto.OpsetImport);
+        decompression.Graph.Node.AddRange(graph.Node.Where(needed.Contains));
+        var read = new HashSet<string>(needed.SelectMany(n => n.Input), StringComparer.Ordinal);
+        foreach (var t in graph.Initializer.Where(t => read.Contains(t.Name))) decompression.Graph.Initializer.Add(model.Inlined(t));
+        foreach (var name in outputs) decompression.Graph.Output.Add(new ValueInfoProto { Name = name });
+        return (decompression, needed);
     }
 
     internal static void TryDelete(string file)

@@ -148,6 +148,27 @@ public sealed class W8A8CommandTests : IDisposable
         Assert.True(File.Exists(png));
     }
 
+    [Fact]
+    public void CompressingAFolderCalibratesItsUNetUnlessToldNot()
+    {
+        string calibrated = Path.Combine(_dir, "p6"), plain = Path.Combine(_dir, "p6-plain");
+        var a = CliRunner.Run("compress", CompressionOrt.TinyShapes, "-o", calibrated, "--method", "palettize", "--bits", "6", "--components", "unet", "--calibration-steps", "2");
+        Assert.True(a.ExitCode == 0, a.Error);
+        Assert.Contains("8 prompts × 2 steps", ReadCalibration(calibrated));
+        var b = CliRunner.Run("compress", CompressionOrt.TinyShapes, "-o", plain, "--method", "palettize", "--bits", "6", "--components", "unet", "--no-calibration", "-q");
+        Assert.True(b.ExitCode == 0, b.Error);
+        using var model = OnnxModel.Load(Path.Combine(plain, "unet", "model.onnx"));
+        Assert.Null(ActivationRanges.ReadFrom(model.Proto, "unet"));
+
+        // Served as int8: the palettized convolutions and matrix products run on ONNX Runtime's integer kernels.
+        var served = EdgeDiffusion.Runtime.Int8Serving.TryCreate(Path.Combine(calibrated, "unet", "model.onnx"), threads: 1);
+        Assert.NotNull(served);
+        var ops = CompressionOrt.OptimizedOpTypes(served!);
+        Assert.True(ops.Count(o => o == "QLinearConv") > 10, string.Join(",", ops.Distinct()));
+        Assert.True(ops.Count(o => o == "MatMulIntegerToFloat") > 20, string.Join(",", ops.Distinct()));
+        Assert.Null(EdgeDiffusion.Runtime.Int8Serving.TryCreate(Path.Combine(plain, "unet", "model.onnx"), threads: 1));
+    }
+
     private static string ReadCalibration(string folder)
     {
         using var model = OnnxModel.Load(Path.Combine(folder, "unet", "model.onnx"));
