@@ -91,6 +91,7 @@ public static class ActivationQuantizer
                     [Attr.Int("axis", 0)], editor.UniqueName(bias.Name + ".DequantizeLinear"));
                 node.Input[2] = dq.Output[0];
             }
+            if (!conv) MoveBiasPastReshape(editor, node);
             if (conv)
             {
                 // Conv → Q is what ONNX Runtime fuses into QLinearConv; the readers of y read its DequantizeLinear.
@@ -106,6 +107,28 @@ public static class ActivationQuantizer
         editor.Reindex();
         if (!editor.IsTopologicallySorted) editor.SortTopologically();
         return new ActivationQuantizationResult(quantized, leftFloat);
+    }
+
+    /// <summary>
+    /// A linear layer on flattened tokens, MatMul(x[N, K], W) → Add(bias) → Reshape back, becomes MatMul → Reshape →
+    /// Add: ONNX Runtime's MatMulAddFusion (which the session option to disable it does not stop) would otherwise turn
+    /// MatMul + Add on 2-D x into a Gemm before its QDQ fusions run, and it has no integer Gemm for a float bias.
+    /// </summary>
+    private static void MoveBiasPastReshape(GraphEditor editor, NodeProto matmul)
+    {
+        var readers = editor.Consumers(matmul.Output[0]);
+        if (readers.Count != 1 || readers[0] is not { OpType: "Add" } add || editor.IsGraphOutput(matmul.Output[0])) return;
+        int biasSlot = add.Input[0] == matmul.Output[0] ? 1 : 0;
+        if (!editor.TryGetInitializer(add.Input[biasSlot], out var bias) || bias.Dims.Count != 1) return;
+        var next = editor.Consumers(add.Output[0]);
+        if (next.Count != 1 || next[0] is not { OpType: "Reshape" } reshape || reshape.Input[0] != add.Output[0] || editor.IsGraphOutput(add.Output[0])) return;
+        string reshaped = reshape.Output[0];
+        string beforeBias = editor.UniqueName(reshaped + ".before_bias");
+        reshape.Input[0] = matmul.Output[0];
+        reshape.Output[0] = beforeBias;
+        add.Input[1 - biasSlot] = beforeBias;
+        add.Output[0] = reshaped;
+        editor.Reindex();
     }
 
     private sealed record Quantized(string Name, string Scale, string ZeroPoint, float ScaleValue);

@@ -13,7 +13,7 @@ internal static class CompressionOrt
     public static string TinyShapes => Path.Combine(TestData.RepoRoot, "models", "tiny-shapes");
 
     /// <summary>The op types of the graph ONNX Runtime runs after all its optimizations (its optimized model, saved and read back).</summary>
-    public static List<string> OptimizedOpTypes(ModelProto model)
+    public static List<string> OptimizedOpTypes(ModelProto model, IReadOnlyDictionary<string, string>? entries = null)
     {
         string path = Path.Combine(Path.GetTempPath(), $"edgediff-optimized-{Guid.NewGuid():N}.onnx");
         try
@@ -21,6 +21,7 @@ internal static class CompressionOrt
             using (var options = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL, OptimizedModelFilePath = path, IntraOpNumThreads = 1 })
             {
                 options.AddSessionConfigEntry(OrtRunner.MatMulNBitsAccuracyKey, "1");
+                foreach (var (k, v) in entries ?? new Dictionary<string, string>()) options.AddSessionConfigEntry(k, v);
                 using var session = new InferenceSession(model.ToByteArray(), options);
             }
             using var optimized = OnnxModel.Load(path);
