@@ -297,3 +297,25 @@ public class SingleFileConverterTests(ITestOutputHelper output)
         OrtRunner.AssertFinite(OrtRunner.RunFile(Path.Combine(output, "vae_decoder", "model.onnx"), feeds)["sample"], "compressed decoder");
     }
 }
+
+/// <summary>
+/// The converter's single-file key names at SD 1.5 shape against the real SD 1.5 checkpoint's key lists
+/// (Fixtures/real-keys, taken from a public converter's rename tables; each file names its source and commit).
+/// </summary>
+public class RealKeyListTests
+{
+    private static readonly string KeysDir = Path.Combine(TestData.RepoRoot, "tests", "EdgeDiffusion.Tests", "Conversion", "Fixtures", "real-keys");
+
+    private static IEnumerable<string> Keys(string file) =>
+        File.ReadLines(Path.Combine(KeysDir, file)).Where(l => l.Length > 0 && !l.StartsWith('#'));
+
+    [Fact]
+    public void Sd15Builders_ExpectExactlyTheRealCheckpointsKeys()
+    {
+        var expected = new[] { "sd15-unet.txt", "sd15-vae.txt", "sd15-text-encoder.txt" }.SelectMany(Keys).ToHashSet(StringComparer.Ordinal);
+        var ours = SingleFileConverterTests.LdmShapes(StableDiffusionConfig.Sd15, LdmFamily.Sd1).Keys.ToHashSet(StringComparer.Ordinal);
+        Assert.Equal(1130, expected.Count); // 686 UNet + 248 VAE + 196 text encoder tensors
+        Assert.Empty(expected.Except(ours).Order());
+        Assert.Empty(ours.Except(expected).Order());
+    }
+}
