@@ -109,6 +109,9 @@ public static class DiffusersConverter
     /// <summary>A diffusers folder: each component's config.json and weights file.</summary>
     private static Plan DiffusersPlan(string root, string source, ConvertOptions options)
     {
+        if (options.TokenizerFolder is not null || options.ConfigFolder is not null)
+            throw new InvalidArgumentException(options.TokenizerFolder is not null ? "--tokenizer" : "--config",
+                "applies to single-file checkpoints; a diffusers folder's own tokenizer/ and config.json files are used");
         if (!File.Exists(Path.Combine(root, "model_index.json")))
             throw new ConversionException(ConversionProblem.MissingComponent, source, "has no model_index.json; pass a diffusers model folder (the one holding unet/, vae/, text_encoder/)");
         foreach (var dir in new[] { "unet", "vae", "text_encoder", "tokenizer", "scheduler" })

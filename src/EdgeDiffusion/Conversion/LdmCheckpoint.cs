@@ -72,6 +72,8 @@ public sealed class LdmCheckpoint
         if (names.Any(n => n.StartsWith(Sd1TextPrefix, StringComparison.Ordinal))) return LdmFamily.Sd1;
         string hint = names.Any(n => n.StartsWith("conditioner.embedders.", StringComparison.Ordinal))
             ? "it has conditioner.embedders.* (an SDXL checkpoint), which is not converted"
+            : names.Any(n => n.StartsWith("down_blocks.", StringComparison.Ordinal) || n.StartsWith("encoder.down_blocks.", StringComparison.Ordinal) || n.StartsWith("text_model.", StringComparison.Ordinal))
+                ? "its keys are one diffusers/transformers component's (down_blocks.*, text_model.*); pass the diffusers folder that holds it"
             : !IsLdm(names) ? $"it has no {UNetPrefix}* UNet either; the first keys are {ConversionException.List([.. names.Take(3)], 3)}"
             : $"it has neither {Sd1TextPrefix}* (SD 1.x) nor {Sd2TextPrefix}* (SD 2.x) text encoder keys";
         throw new ConversionException(ConversionProblem.UnknownArchitecture, file,

@@ -38,6 +38,7 @@ public class ConvertCommandTests
         var unknownArch = CliRunner.Run("convert", Path.Combine(Source, "unet", "diffusion_pytorch_model.fp16.safetensors"), "-o", Path.Combine(_dir, "out"));
         Assert.Equal(2, unknownArch.ExitCode);
         Assert.Contains("not a Stable Diffusion 1.x/2.x single-file checkpoint", unknownArch.Error);
+        Assert.Contains("pass the diffusers folder", unknownArch.Error);
         Assert.False(Directory.Exists(Path.Combine(_dir, "out")));
     }
 
