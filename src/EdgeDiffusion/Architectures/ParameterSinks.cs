@@ -189,10 +189,7 @@ internal sealed class ExternalDataWriter : IDisposable
     /// </summary>
     public string Write(GraphBuilder builder, ParameterInfo p, int chunkFloats, Func<long, int, ReadOnlySpan<float>> chunk)
     {
-        if (_committed) throw new InvalidOperationException("the data file is already committed");
-        long offset = (_data.Position + _options.Alignment - 1) / _options.Alignment * _options.Alignment;
-        _data.SetLength(offset);
-        _data.Position = offset;
+        long offset = Align();
         long count = p.Count;
         for (long first = 0; first < count; first += chunkFloats)
         {
@@ -201,12 +198,33 @@ internal sealed class ExternalDataWriter : IDisposable
             if (values.Length != n) throw new InvalidOperationException($"chunk of {p.Name} has {values.Length} values, not {n}");
             _data.Write(MemoryMarshal.AsBytes(values));
         }
+        return Initializer(builder, p.Name, p.Shape, DT.Float, offset, p.Bytes);
+    }
 
-        var tensor = new TensorProto { Name = p.Name, DataType = (int)DT.Float, DataLocation = TensorProto.Types.DataLocation.External };
-        tensor.Dims.AddRange(p.Shape);
+    /// <summary>Appends a tensor of another element type (float16 weights kept as stored) whose little-endian bytes are <paramref name="bytes"/>, and returns the external initializer.</summary>
+    public string Write(GraphBuilder builder, string name, long[] shape, DT type, ReadOnlySpan<byte> bytes)
+    {
+        long offset = Align();
+        _data.Write(bytes);
+        return Initializer(builder, name, shape, type, offset, bytes.Length);
+    }
+
+    private long Align()
+    {
+        if (_committed) throw new InvalidOperationException("the data file is already committed");
+        long offset = (_data.Position + _options.Alignment - 1) / _options.Alignment * _options.Alignment;
+        _data.SetLength(offset);
+        _data.Position = offset;
+        return offset;
+    }
+
+    private string Initializer(GraphBuilder builder, string name, long[] shape, DT type, long offset, long length)
+    {
+        var tensor = new TensorProto { Name = name, DataType = (int)type, DataLocation = TensorProto.Types.DataLocation.External };
+        tensor.Dims.AddRange(shape);
         tensor.ExternalData.Add(Entry("location", _dataName));
         tensor.ExternalData.Add(Entry("offset", offset.ToString(CultureInfo.InvariantCulture)));
-        tensor.ExternalData.Add(Entry("length", p.Bytes.ToString(CultureInfo.InvariantCulture)));
+        tensor.ExternalData.Add(Entry("length", length.ToString(CultureInfo.InvariantCulture)));
         return builder.Initializer(tensor);
     }
 

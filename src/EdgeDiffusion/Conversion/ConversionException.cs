@@ -21,6 +21,9 @@ public enum ConversionProblem
     /// <summary>The converted shapes differ from the preset asked for with --arch.</summary>
     ArchitectureMismatch,
 
+    /// <summary>A single-file checkpoint whose keys are not a Stable Diffusion 1.x/2.x layout the converter knows.</summary>
+    UnknownArchitecture,
+
     /// <summary>A source layout or option not supported (yet).</summary>
     NotSupported,
 }

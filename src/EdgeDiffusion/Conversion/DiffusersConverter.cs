@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Text.Json.Nodes;
 using EdgeDiffusion.Architectures;
 using EdgeDiffusion.Checkpoints;
+using EdgeDiffusion.Compression;
 using EdgeDiffusion.Onnx;
 using EdgeDiffusion.Onnx.Protobuf;
 using SDA = EdgeDiffusion.Architectures.StableDiffusionArchitecture;
@@ -11,11 +12,20 @@ namespace EdgeDiffusion.Conversion;
 /// <summary>Options of <see cref="DiffusersConverter.Convert"/>.</summary>
 public sealed record ConvertOptions
 {
-    /// <summary>"auto" (use what the configs say), or a preset name (sd15, sd21, sd-turbo, tiny) the converted shapes must equal.</summary>
+    /// <summary>"auto" (use what the configs, or a single file's shapes, say), or a preset name (sd15, sd21, sd-turbo, tiny): a diffusers folder's converted shapes must equal it; a single file is read as that preset.</summary>
     public string Architecture { get; init; } = "auto";
 
-    /// <summary>"float32" (the only one implemented); "float16" is refused with a one-line error.</summary>
+    /// <summary>"float32" (every weight widened to float32), or "float16" (weights stored float16, each read through a Cast to float32).</summary>
     public string DType { get; init; } = "float32";
+
+    /// <summary>A single-file checkpoint: a CLIP tokenizer folder (vocab.json, merges.txt); null looks beside the checkpoint.</summary>
+    public string? TokenizerFolder { get; init; }
+
+    /// <summary>A single-file checkpoint: a diffusers folder whose unet/, vae/ and text_encoder/ config.json describe its architecture (for what shapes cannot say: heads, groups, image size).</summary>
+    public string? ConfigFolder { get; init; }
+
+    /// <summary>Compress the converted weights in the same run (the float32 folder is staged in a temporary folder and removed).</summary>
+    public ConversionCompression? Compression { get; init; }
 
     /// <summary>A component whose weights take more bytes than this streams them to model.onnx_data (default 1 GiB, as create-model).</summary>
     public long ExternalDataAboveBytes { get; init; } = 1L << 30;
@@ -24,51 +34,93 @@ public sealed record ConvertOptions
     public Action<string>? Progress { get; init; }
 }
 
-/// <summary>What a conversion wrote: the architecture read (and the preset it equals, if any) and each component.</summary>
-public sealed record ConversionResult(StableDiffusionConfig Config, string? Preset, IReadOnlyList<WrittenComponent> Components);
+/// <summary>
+/// How <see cref="DiffusersConverter.Convert"/> compresses what it converts: the encoder chooser edgediff compress uses, made
+/// for the converted float32 folder (a saved recipe checks its tensor names against that folder's models), and the options.
+/// </summary>
+public sealed record ConversionCompression(Func<string, Func<string, WeightUse, IWeightEncoder?>> EncoderForFolder, FolderCompressionOptions Options);
+
+/// <summary>What a conversion wrote: the architecture read (and the preset it equals, if any), each component and, when compressed, the compression report.</summary>
+public sealed record ConversionResult(StableDiffusionConfig Config, string? Preset, IReadOnlyList<WrittenComponent> Components, CompressionReport? Compression = null);
 
 /// <summary>
-/// Converts a diffusers Stable Diffusion folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/ with
-/// safetensors weights) into an EdgeDiffusion ONNX folder: the architecture is read from each component's config.json,
-/// the graphs are built by the same builders as create-model with every parameter taken from the checkpoint by name
-/// (<see cref="CheckpointParameters"/>), and every checkpoint tensor must be used exactly once. The output is staged in a
-/// temporary folder beside the target and moved in when complete; the source is only read.
+/// Converts a Stable Diffusion checkpoint into an EdgeDiffusion ONNX folder: a diffusers folder (model_index.json, unet/,
+/// vae/, text_encoder/, tokenizer/, scheduler/ with safetensors weights; the architecture read from each config.json) or a
+/// single-file SD 1.x / 2.x checkpoint in the original LDM layout (<see cref="LdmCheckpoint"/>; the architecture read
+/// from its shapes). The graphs are built by the same builders as create-model with every parameter taken from the
+/// checkpoint (<see cref="CheckpointParameters"/>), and every checkpoint tensor must be used exactly once (or be a listed
+/// known non-weight). The output is staged in a temporary folder beside the target and moved in when complete; the
+/// source is only read.
 /// </summary>
 public static class DiffusersConverter
 {
     /// <summary>The CLIP text model's buffer of position indices (older transformers save it): not a parameter.</summary>
     public const string ClipPositionIds = "text_model.embeddings.position_ids";
 
+    /// <summary>The note written into a single file's scheduler config (it carries none).</summary>
+    public const string StandardSchedulerNote = "written by edgediff convert: a single-file checkpoint carries no scheduler config, so this is the standard Stable Diffusion one (scaled_linear betas 0.00085-0.012, 1000 training steps)";
+
+    /// <summary>The weights of some components: a checkpoint file (or index), how its keys are found, and the components built from it.</summary>
+    private sealed record WeightSource(string Path, Func<SafetensorsCheckpoint, CheckpointKeys> Keys, string[] Components);
+
+    /// <summary>Everything a conversion writes, whatever the source layout.</summary>
+    private sealed record Plan(StableDiffusionConfig Config, string? Preset, IReadOnlyList<WeightSource> Weights, Action<string> WriteTokenizer,
+        Action<string> WriteScheduler, string SchedulerClass, string ConvertedFrom);
+
     public static ConversionResult Convert(string source, string output, ConvertOptions? options = null)
     {
         options ??= new ConvertOptions();
         if (string.IsNullOrWhiteSpace(output)) throw new InvalidArgumentException("--output", "needs a folder path");
-        if (options.DType is not ("float32" or "fp32"))
+        if (options.DType is not ("float32" or "fp32" or "float16" or "fp16"))
+            throw new InvalidArgumentException("--dtype", $"'{options.DType}' is not known; use float32 or float16");
+        if (options.Compression is not null && IsFloat16(options))
             throw new ConversionException(ConversionProblem.NotSupported, source,
-                $"--dtype {options.DType} is not implemented yet; convert with --dtype float32 (then edgediff compress can shrink the weights)");
+                "--compress with --dtype float16 is not supported (the compressors read float32 weights); drop --dtype float16, the compressed weights are smaller anyway");
         string root = Path.GetFullPath(source);
-        if (File.Exists(root))
-            throw new ConversionException(ConversionProblem.NotSupported, source,
-                "is a single file; only diffusers folders (model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/) are converted so far");
-        if (!Directory.Exists(root)) throw new ConversionException(ConversionProblem.MissingComponent, source, "not found; pass a diffusers model folder");
+        string outRoot = Path.GetFullPath(output).TrimEnd(Path.DirectorySeparatorChar);
+        string sourceFolder = (File.Exists(root) ? Path.GetDirectoryName(root)! : root).TrimEnd(Path.DirectorySeparatorChar);
+        if (!File.Exists(root) && (outRoot == sourceFolder || outRoot.StartsWith(sourceFolder + Path.DirectorySeparatorChar, StringComparison.Ordinal)))
+            throw new InvalidArgumentException("--output", $"{output} is inside the source folder; write the converted model elsewhere (the source is never modified)");
+        if (File.Exists(root) && outRoot == root)
+            throw new InvalidArgumentException("--output", $"{output} is the checkpoint itself; write the converted model to a new folder");
+
+        var plan = File.Exists(root) ? SingleFilePlan(root, source, options)
+            : Directory.Exists(root) ? DiffusersPlan(root, source, options)
+            : throw new ConversionException(ConversionProblem.MissingComponent, source, "not found; pass a diffusers model folder or a single-file .safetensors checkpoint");
+
+        if (options.Compression is not { } compression) return new ConversionResult(plan.Config, plan.Preset, WritePlan(plan, output, options));
+        // the float32 folder is written once, beside the output, compressed into the output and removed
+        string staging = $"{outRoot}.float32-{Environment.ProcessId}";
+        try
+        {
+            var written = WritePlan(plan, staging, options);
+            options.Progress?.Invoke($"compressing into {output}");
+            var report = ModelFolderCompressor.Compress(staging, output, compression.EncoderForFolder(staging), compression.Options);
+            return new ConversionResult(plan.Config, plan.Preset, written, report);
+        }
+        finally
+        {
+            if (Directory.Exists(staging)) Directory.Delete(staging, recursive: true);
+        }
+    }
+
+    private static bool IsFloat16(ConvertOptions options) => options.DType is "float16" or "fp16";
+
+    /// <summary>A diffusers folder: each component's config.json and weights file.</summary>
+    private static Plan DiffusersPlan(string root, string source, ConvertOptions options)
+    {
+        if (options.TokenizerFolder is not null || options.ConfigFolder is not null)
+            throw new InvalidArgumentException(options.TokenizerFolder is not null ? "--tokenizer" : "--config",
+                "applies to single-file checkpoints; a diffusers folder's own tokenizer/ and config.json files are used");
         if (!File.Exists(Path.Combine(root, "model_index.json")))
             throw new ConversionException(ConversionProblem.MissingComponent, source, "has no model_index.json; pass a diffusers model folder (the one holding unet/, vae/, text_encoder/)");
-        string outRoot = Path.GetFullPath(output).TrimEnd(Path.DirectorySeparatorChar);
-        if (outRoot == root.TrimEnd(Path.DirectorySeparatorChar) || outRoot.StartsWith(root.TrimEnd(Path.DirectorySeparatorChar) + Path.DirectorySeparatorChar, StringComparison.Ordinal))
-            throw new InvalidArgumentException("--output", $"{output} is inside the source folder; write the converted model elsewhere (the source is never modified)");
-
         foreach (var dir in new[] { "unet", "vae", "text_encoder", "tokenizer", "scheduler" })
             if (!Directory.Exists(Path.Combine(root, dir)))
                 throw new ConversionException(ConversionProblem.MissingComponent, Path.Combine(source, dir), "component folder not found; a diffusers Stable Diffusion folder has unet/, vae/, text_encoder/, tokenizer/ and scheduler/");
 
-        var (unet, sampleSize) = DiffusersConfigs.ReadUNet(Path.Combine(root, "unet", "config.json"));
-        var vae = DiffusersConfigs.ReadVae(Path.Combine(root, "vae", "config.json"));
-        var text = DiffusersConfigs.ReadTextEncoder(Path.Combine(root, "text_encoder", "config.json"));
         string schedulerFile = Path.Combine(root, "scheduler", "scheduler_config.json");
         if (!File.Exists(schedulerFile)) throw new ConversionException(ConversionProblem.MissingComponent, schedulerFile, "not found; copy the model's scheduler/scheduler_config.json");
-        var config = new StableDiffusionConfig("converted", text, unet, vae, SchedulerOf(schedulerFile), StableDiffusionConfig.EndOfText, sampleSize * vae.DownscaleFactor);
-        try { config.Validate(); }
-        catch (InvalidArgumentException e) { throw new ConversionException(ConversionProblem.UnsupportedConfig, Path.Combine(source, "unet", "config.json"), $"the components do not fit together ({e.Message})"); }
+        var config = ReadConfigs(root, source, SchedulerOf(schedulerFile));
 
         string? preset = MatchingPreset(config);
         if (!string.Equals(options.Architecture, "auto", StringComparison.OrdinalIgnoreCase))
@@ -83,51 +135,155 @@ public static class DiffusersConverter
         string unetWeights = Weights(root, "unet", "diffusion_pytorch_model");
         string vaeWeights = Weights(root, "vae", "diffusion_pytorch_model");
         string textWeights = Weights(root, "text_encoder", "model");
+        string tokenizer = Path.Combine(root, "tokenizer");
+        return new Plan(config, preset,
+        [
+            new(textWeights, c => new CheckpointKeys(c, [ClipPositionIds]), [SDA.TextEncoder]),
+            new(unetWeights, c => new CheckpointKeys(c), [SDA.UNet]),
+            // the decoder and the encoder come from the one AutoencoderKL checkpoint: every tensor used by one of them
+            new(vaeWeights, c => new CheckpointKeys(c, legacyNames: LegacyVaeAttentionNames), [SDA.VaeDecoder, SDA.VaeEncoder]),
+        ],
+        staging =>
+        {
+            CheckTokenizer(tokenizer, config.TextEncoder);
+            CopyFolder(tokenizer, staging);
+        },
+        staging => CopyFolder(Path.Combine(root, "scheduler"), staging), SchedulerClassName(schedulerFile), root);
+    }
 
-        var written = SDA.WriteStaged(output, staging =>
+    /// <summary>unet/, vae/ and text_encoder/ config.json of a diffusers folder → the pipeline's architecture (image size = sample_size × the VAE's factor).</summary>
+    private static StableDiffusionConfig ReadConfigs(string root, string source, SchedulerKind scheduler)
+    {
+        var (unet, sampleSize) = DiffusersConfigs.ReadUNet(Path.Combine(root, "unet", "config.json"));
+        var vae = DiffusersConfigs.ReadVae(Path.Combine(root, "vae", "config.json"));
+        var text = DiffusersConfigs.ReadTextEncoder(Path.Combine(root, "text_encoder", "config.json"));
+        var config = new StableDiffusionConfig("converted", text, unet, vae, scheduler, StableDiffusionConfig.EndOfText, sampleSize * vae.DownscaleFactor);
+        try { config.Validate(); }
+        catch (InvalidArgumentException e) { throw new ConversionException(ConversionProblem.UnsupportedConfig, Path.Combine(source, "unet", "config.json"), $"the components do not fit together ({e.Message})"); }
+        return config;
+    }
+
+    /// <summary>
+    /// A single-file LDM checkpoint: the family from the text encoder's prefix, the architecture from --config, --arch or the
+    /// shapes (<see cref="LdmCheckpoint.Infer"/>), every key located through <see cref="LdmCheckpoint"/>, the tokenizer from
+    /// --tokenizer or beside the file, and the standard scheduler config.
+    /// </summary>
+    private static Plan SingleFilePlan(string file, string source, ConvertOptions options)
+    {
+        if (!file.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase))
+            throw new ConversionException(ConversionProblem.NotSupported, source,
+                Path.GetExtension(file) is ".ckpt" or ".pt" or ".pth" or ".bin"
+                    ? "is a pickled PyTorch checkpoint, which is not read (unpickling runs code); download or save the .safetensors version"
+                    : "is not a .safetensors file; pass a single-file .safetensors checkpoint or a diffusers folder");
+        IReadOnlyDictionary<string, long[]> shapes;
+        using (var checkpoint = SafetensorsCheckpoint.Open(file))
+            shapes = checkpoint.Names.ToDictionary(n => n, n => checkpoint.Get(n).Shape.ToArray(), StringComparer.Ordinal);
+        var family = LdmCheckpoint.FamilyOf([.. shapes.Keys], file);
+
+        StableDiffusionConfig config;
+        string? preset;
+        string architectureSource;
+        bool auto = string.Equals(options.Architecture, "auto", StringComparison.OrdinalIgnoreCase);
+        if (options.ConfigFolder is { } configs)
+        {
+            if (!auto) throw new InvalidArgumentException("--arch", "give either --config or --arch, not both");
+            var release = family == LdmFamily.Sd1 ? StableDiffusionConfig.Sd15 : StableDiffusionConfig.Sd21;
+            config = ReadConfigs(Path.GetFullPath(configs), configs, release.Scheduler) with { PadToken = release.PadToken };
+            preset = MatchingPreset(config);
+            architectureSource = $"the architecture read from {configs}'s config.json files";
+        }
+        else if (auto)
+        {
+            config = LdmCheckpoint.Infer(shapes, family, file);
+            try { config.Validate(); }
+            catch (InvalidArgumentException e)
+            {
+                throw new ConversionException(ConversionProblem.UnknownArchitecture, file,
+                    $"has shapes no {LdmCheckpoint.Describe(family)} architecture fits ({e.Message}); pass --config DIR (a diffusers folder's configs) or --arch PRESET");
+            }
+            preset = MatchingPreset(config);
+            architectureSource = $"the {LdmCheckpoint.Describe(family)} architecture read from the checkpoint's shapes";
+        }
+        else
+        {
+            config = StableDiffusionConfig.Preset(options.Architecture);
+            var presetFamily = config.TextEncoder.Activation == ClipActivation.Gelu ? LdmFamily.Sd2 : LdmFamily.Sd1;
+            if (presetFamily != family)
+                throw new ConversionException(ConversionProblem.ArchitectureMismatch, file,
+                    $"is an {LdmCheckpoint.Describe(family)} checkpoint ({(family == LdmFamily.Sd1 ? LdmCheckpoint.Sd1TextPrefix : LdmCheckpoint.Sd2TextPrefix)}*) but --arch {config.Name} is {LdmCheckpoint.Describe(presetFamily)}; use --arch auto");
+            preset = config.Name;
+            architectureSource = $"--arch {config.Name}";
+        }
+        config = config with { Name = preset ?? "custom" };
+
+        string tokenizer = TokenizerFor(file, source, options.TokenizerFolder);
+        var layout = LdmCheckpoint.For(shapes.Keys, family, config);
+        var scheduler = SDA.SchedulerConfig(config.Scheduler);
+        scheduler["_edgediffusion"] = StandardSchedulerNote;
+        options.Progress?.Invoke($"{Path.GetFileName(file)}: {LdmCheckpoint.Describe(family)} single-file checkpoint, {shapes.Count:N0} tensors ({layout.Ignored.Count:N0} known non-weights left out: {IgnoredSummary(layout.Ignored)})");
+        return new Plan(config, preset,
+            [new(file, c => new CheckpointKeys(c, layout.Ignored, locate: layout.Locate, architectureSource: architectureSource),
+                [SDA.TextEncoder, SDA.UNet, SDA.VaeDecoder, SDA.VaeEncoder])],
+            staging =>
+            {
+                CheckTokenizer(tokenizer, config.TextEncoder);
+                SDA.WriteTokenizer(config.TextEncoder, config.PadToken, staging, tokenizer);
+            },
+            staging => SDA.WriteJson(Path.Combine(staging, "scheduler_config.json"), scheduler), SDA.SchedulerClass(config.Scheduler), file);
+    }
+
+    /// <summary>"model_ema.* ×686, alphas_cumprod, …": the known non-weights, the EMA copy and an unused resblock each as one group.</summary>
+    private static string IgnoredSummary(IReadOnlyList<string> ignored) =>
+        ignored.Count == 0 ? "none"
+            : string.Join(", ", ignored.GroupBy(n => n.StartsWith("model_ema.", StringComparison.Ordinal) ? "model_ema.*"
+                    : n.Contains(".resblocks.", StringComparison.Ordinal) ? n[..(n.IndexOf('.', n.IndexOf(".resblocks.", StringComparison.Ordinal) + ".resblocks.".Length) + 1)] + "*"
+                    : n)
+                .Select(g => g.Count() > 1 ? $"{g.Key} ×{g.Count()}" : g.Key).Take(6)) + (ignored.Count > 6 ? ", …" : "");
+
+    /// <summary>--tokenizer, else tokenizer/ beside the checkpoint, else vocab.json + merges.txt beside it; a one-line error naming the fix otherwise.</summary>
+    private static string TokenizerFor(string file, string source, string? given)
+    {
+        if (given is not null) return Path.GetFullPath(given);
+        string beside = Path.GetDirectoryName(file)!;
+        foreach (var dir in new[] { Path.Combine(beside, "tokenizer"), beside })
+            if (File.Exists(Path.Combine(dir, "vocab.json")) && File.Exists(Path.Combine(dir, "merges.txt"))) return dir;
+        throw new ConversionException(ConversionProblem.MissingComponent, source,
+            "is a single-file checkpoint, which carries no tokenizer; pass --tokenizer DIR (a CLIP tokenizer folder with vocab.json and merges.txt), or put tokenizer/ beside the checkpoint");
+    }
+
+    /// <summary>Writes the plan's components, tokenizer, scheduler and model_index.json into a staging folder moved to <paramref name="output"/> when complete.</summary>
+    private static IReadOnlyList<WrittenComponent> WritePlan(Plan plan, string output, ConvertOptions options)
+    {
+        var config = plan.Config;
+        return SDA.WriteStaged(output, staging =>
         {
             var list = new List<WrittenComponent>();
             var components = SDA.Components(config, new ExportOptions()).ToDictionary(c => c.Name);
-            using (var checkpoint = SafetensorsCheckpoint.Open(textWeights))
+            foreach (var weights in plan.Weights)
             {
-                var keys = new CheckpointKeys(checkpoint, [ClipPositionIds]);
-                list.Add(Write(components[SDA.TextEncoder], staging, keys, options));
-                keys.ThrowIfIncomplete();
-            }
-            using (var checkpoint = SafetensorsCheckpoint.Open(unetWeights))
-            {
-                var keys = new CheckpointKeys(checkpoint);
-                list.Add(Write(components[SDA.UNet], staging, keys, options));
-                keys.ThrowIfIncomplete();
-            }
-            using (var checkpoint = SafetensorsCheckpoint.Open(vaeWeights))
-            {
-                // the decoder and the encoder come from the one AutoencoderKL checkpoint: every tensor used by one of them
-                var keys = new CheckpointKeys(checkpoint, legacyNames: LegacyVaeAttentionNames);
-                list.Add(Write(components[SDA.VaeDecoder], staging, keys, options));
-                list.Add(Write(components[SDA.VaeEncoder], staging, keys, options));
+                using var checkpoint = SafetensorsCheckpoint.Open(weights.Path);
+                var keys = weights.Keys(checkpoint);
+                foreach (var name in weights.Components) list.Add(Write(components[name], staging, keys, options));
                 keys.ThrowIfIncomplete();
             }
             SDA.WriteJson(Path.Combine(staging, SDA.TextEncoder, "config.json"), SDA.TextEncoderJson(config.TextEncoder));
             SDA.WriteJson(Path.Combine(staging, SDA.UNet, "config.json"), SDA.UNetJson(config));
             SDA.WriteJson(Path.Combine(staging, SDA.VaeDecoder, "config.json"), SDA.VaeJson(config));
             SDA.WriteJson(Path.Combine(staging, SDA.VaeEncoder, "config.json"), SDA.VaeJson(config));
-            CheckTokenizer(Path.Combine(root, "tokenizer"), config.TextEncoder);
-            CopyFolder(Path.Combine(root, "tokenizer"), Path.Combine(staging, "tokenizer"));
-            CopyFolder(Path.Combine(root, "scheduler"), Path.Combine(staging, "scheduler"));
+            plan.WriteTokenizer(Path.Combine(staging, "tokenizer"));
+            plan.WriteScheduler(Path.Combine(staging, "scheduler"));
             var index = SDA.ModelIndex(config, 0);
             index["_edgediffusion"] = new JsonObject
             {
                 ["architecture"] = config.Name,
                 ["weights"] = "converted",
-                ["converted_from"] = root,
-                ["dtype"] = "float32",
+                ["converted_from"] = plan.ConvertedFrom,
+                ["dtype"] = IsFloat16(options) ? "float16" : "float32",
             };
-            index["scheduler"] = new JsonArray("diffusers", SchedulerClassName(schedulerFile));
+            index["scheduler"] = new JsonArray("diffusers", plan.SchedulerClass);
             SDA.WriteJson(Path.Combine(staging, "model_index.json"), index);
             return list;
         });
-        return new ConversionResult(config, preset, written);
     }
 
     /// <summary>Builds one component with its weights from <paramref name="keys"/> and writes it to root/name/model.onnx.</summary>
@@ -140,10 +296,10 @@ public static class DiffusersConverter
         var shapes = new ShapeOnlyParameters();
         component.Build(shapes);
         long bytes = shapes.Declared.Sum(p => p.Bytes);
-        bool external = bytes > options.ExternalDataAboveBytes;
+        bool external = (IsFloat16(options) ? bytes / 2 : bytes) > options.ExternalDataAboveBytes;
         if (external)
         {
-            using var sink = new CheckpointParameters(keys, modelPath, OnnxSaveOptions.External());
+            using var sink = new CheckpointParameters(keys, modelPath, OnnxSaveOptions.External(), IsFloat16(options));
             ModelProto model = component.Build(sink);
             keys.ThrowIfMissing();
             sink.Commit();
@@ -151,7 +307,7 @@ public static class DiffusersConverter
         }
         else
         {
-            using var sink = new CheckpointParameters(keys);
+            using var sink = new CheckpointParameters(keys, keepFloat16: IsFloat16(options));
             ModelProto model = component.Build(sink);
             keys.ThrowIfMissing();
             OnnxModel.FromProto(model, dir).Save(modelPath, OnnxSaveOptions.Inline);

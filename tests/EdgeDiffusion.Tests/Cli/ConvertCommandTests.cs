@@ -29,8 +29,32 @@ public class ConvertCommandTests
         Assert.StartsWith("error: ", missing.Error);
         Assert.Single(missing.Error.Trim().Split('\n'));
 
-        var f16 = CliRunner.Run("convert", Source, "-o", Path.Combine(_dir, "out"), "--dtype", "float16");
-        Assert.Equal(2, f16.ExitCode);
-        Assert.Contains("not implemented", f16.Error);
+        string single = Path.Combine(Path.GetDirectoryName(Source)!, "single-file", "tiny-sd1.safetensors");
+        var noTokenizer = CliRunner.Run("convert", single, "-o", Path.Combine(_dir, "out"), "--arch", "tiny");
+        Assert.Equal(2, noTokenizer.ExitCode);
+        Assert.Single(noTokenizer.Error.Trim().Split('\n'));
+        Assert.Contains("--tokenizer DIR", noTokenizer.Error);
+
+        var unknownArch = CliRunner.Run("convert", Path.Combine(Source, "unet", "diffusion_pytorch_model.fp16.safetensors"), "-o", Path.Combine(_dir, "out"));
+        Assert.Equal(2, unknownArch.ExitCode);
+        Assert.Contains("not a Stable Diffusion 1.x/2.x single-file checkpoint", unknownArch.Error);
+        Assert.Contains("pass the diffusers folder", unknownArch.Error);
+        Assert.False(Directory.Exists(Path.Combine(_dir, "out")));
+    }
+
+    [Fact]
+    public void SingleFile_ConvertsAndCompressesInOneCommand()
+    {
+        string fixtures = Path.GetDirectoryName(Source)!;
+        string output = Path.Combine(_dir, "tiny-6bit");
+        var convert = CliRunner.Run("convert", Path.Combine(fixtures, "single-file", "tiny-sd1.safetensors"), "-o", output, "--arch", "tiny",
+            "--tokenizer", Path.Combine(Source, "tokenizer"), "--compress", "palettize:6");
+        Assert.True(convert.ExitCode == 0, convert.Error);
+        Assert.Contains("compressed", convert.Out);
+        Assert.DoesNotContain(Directory.EnumerateDirectories(_dir), d => d.Contains(".float32-", StringComparison.Ordinal));
+
+        string png = Path.Combine(_dir, "b.png");
+        var run = CliRunner.Run("generate", "a photo of a cat", "--model", output, "-o", png, "-q", "--no-cache", "--steps", "2");
+        Assert.True(run.ExitCode == 0, run.Error);
     }
 }
