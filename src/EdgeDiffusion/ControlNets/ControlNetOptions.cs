@@ -14,6 +14,7 @@ public sealed record ControlNetOptions(IReadOnlyList<ControlNetFolder> Folders)
     internal static ControlledUNet Open(ControlNetOptions options, string baseUNetPath, SessionSettings? settings, GenerationPlan? plan)
     {
         ArgumentNullException.ThrowIfNull(options);
+        settings = WithoutSpinning(settings);
         string unetPath = options.Folders[0].UNetPath ?? baseUNetPath;
         var unetSettings = plan is null ? settings : (settings ?? SessionSettings.Default) with
         {
@@ -35,4 +36,18 @@ public sealed record ControlNetOptions(IReadOnlyList<ControlNetFolder> Folders)
             throw;
         }
     }
+
+    /// <summary>
+    /// The ControlNet and UNet sessions run in turn, each with its own intra-op thread pool: a pool that spins after its
+    /// run (ONNX Runtime's default) takes the cores from the other's next run. Explicit config entries win.
+    /// </summary>
+    private static SessionSettings WithoutSpinning(SessionSettings? settings)
+    {
+        settings ??= SessionSettings.Default;
+        if (settings.ConfigEntries.ContainsKey(SpinningEntry)) return settings;
+        var entries = new Dictionary<string, string>(settings.ConfigEntries) { [SpinningEntry] = "0" };
+        return settings with { ConfigEntries = entries };
+    }
+
+    private const string SpinningEntry = "session.intra_op.allow_spinning";
 }
