@@ -75,6 +75,17 @@ public static class Program
                 if (args.Contains("--grid")) Shapes.ShapesGrid.Write(pipeline, Option("--grid", "grid.png"), guidance);
                 return 0;
             }
+            case "controlnet":
+                ControlNetBenchmark.Evaluate(Option("--model", Path.Combine("models", "tiny-shapes")), Option("--control-model", Path.Combine("models", "tiny-shapes-controlnet")),
+                    int.Parse(Option("--seeds", "2"), CultureInfo.InvariantCulture), int.Parse(Option("--steps", "20"), CultureInfo.InvariantCulture),
+                    Option("--scheduler", "euler"), double.Parse(Option("--scale", "1"), CultureInfo.InvariantCulture),
+                    args.Contains("--save") ? Directory.CreateDirectory(Path.Combine(".bench", "controlnet")).FullName : null);
+                return 0;
+            case "controlnet-cost":
+                ControlNetBenchmark.Cost(Option("--model", Path.Combine("models", "tiny-shapes")), Option("--control-model", Path.Combine("models", "tiny-shapes-controlnet")),
+                    int.Parse(Option("--size", "64"), CultureInfo.InvariantCulture), int.Parse(Option("--steps", "20"), CultureInfo.InvariantCulture),
+                    int.Parse(Option("--runs", "5"), CultureInfo.InvariantCulture), args.Contains("--control-image") ? Option("--control-image", "") : null);
+                return 0;
             case "compression-quality":
                 CompressionQualityBenchmark.Run(Option("--model", Path.Combine("models", "tiny-shapes")), Option("--dir", Path.Combine(".bench", "compressed")),
                     int.Parse(Option("--seeds", "2"), CultureInfo.InvariantCulture), int.Parse(Option("--steps", "20"), CultureInfo.InvariantCulture),
@@ -92,6 +103,8 @@ public static class Program
                     "       EdgeDiffusion.Bench onnx-io [--gb 3.4] [--width 4096] [--dir DIR]\n" +
                     "       EdgeDiffusion.Bench startup [--arch sd15] [--component unet] [--mode plain|ours|cache-cold|cache-warm] [--runs 4] [--latent 64] [--batch 2] [--fixed] [--fresh-inputs] [--no-arena] [--memory-pattern|--no-memory-pattern] [--model-dir DIR] [--decompress jit|load]\n" +
                     "       EdgeDiffusion.Bench shapes [--model models/tiny-shapes] [--seeds 2] [--steps 20] [--guidance G (default: the model's)] [--save] [--grid FILE] [--through-vae]\n" +
+                    "       EdgeDiffusion.Bench controlnet [--model models/tiny-shapes] [--control-model models/tiny-shapes-controlnet] [--seeds 2] [--steps 20] [--scheduler euler] [--scale 1] [--save]\n" +
+                    "       EdgeDiffusion.Bench controlnet-cost [--model models/tiny-shapes] [--control-model models/tiny-shapes-controlnet] [--size 64] [--steps 20] [--runs 5] [--control-image FILE]\n" +
                     "       EdgeDiffusion.Bench pipeline [--arch tiny|sd15|sd21|sd-turbo | --model DIR] [--size 64] [--steps 20] [--warmup 2] [--scheduler euler] [--guidance 7.5] [--dir DIR]");
                 return 2;
         }

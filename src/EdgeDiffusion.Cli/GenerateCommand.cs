@@ -40,6 +40,11 @@ public static class GenerateCommand
         var decompress = RuntimeOptions.DecompressOption();
         var lora = new Option<string[]>("--lora") { Description = "a LoRA .safetensors file (kohya or diffusers/PEFT) merged into the UNet and text encoder at load, FILE or FILE:SCALE; repeat for several", AllowMultipleArgumentsPerToken = false };
         var loraPartial = new Option<bool>("--lora-partial") { Description = "apply a LoRA even when some of its tensors match no weight of the model (they are reported)" };
+        var controlImage = new Option<string[]>("--control-image") { Description = "ControlNet: the conditioning image (for tiny-shapes: a mask, white where the shape goes), resized to the output size; repeat for several ControlNets", AllowMultipleArgumentsPerToken = false };
+        var controlModel = new Option<string[]>("--control-model") { Description = "ControlNet: a folder with controlnet/model.onnx (and the UNet taking its residuals, unet/model.onnx), one per --control-image (default: MODEL/controlnet, else the folder MODEL-controlnet beside the model)", AllowMultipleArgumentsPerToken = false };
+        var controlScale = new Option<double[]>("--control-scale") { Description = "ControlNet: conditioning scale (default 1), one for all or one per --control-image", AllowMultipleArgumentsPerToken = false };
+        var controlStart = new Option<double[]>("--control-start") { Description = "ControlNet: fraction of the steps where it starts acting (diffusers' control_guidance_start, default 0), one for all or one per --control-image", AllowMultipleArgumentsPerToken = false };
+        var controlEnd = new Option<double[]>("--control-end") { Description = "ControlNet: fraction of the steps where it stops (control_guidance_end, default 1), one for all or one per --control-image", AllowMultipleArgumentsPerToken = false };
         var priorSteps = new Option<int?>("--prior-steps") { Description = "Stable Cascade: prior (Stage C) steps (default: the folder's, else 20)" };
         var decoderSteps = new Option<int?>("--decoder-steps") { Description = "Stable Cascade: decoder (Stage B) steps (default: the folder's, else 10)" };
         var priorGuidance = new Option<double?>("--prior-guidance") { Description = "Stable Cascade: the prior's guidance scale (default: the folder's, else 4)" };
@@ -50,7 +55,7 @@ public static class GenerateCommand
             "it knows the colours red, green, blue, yellow, orange, purple, white and black, the shapes circle, square and triangle (or two small ones: \"two red circles\"), the sizes small and large, and positions (in the center, at the top left, …: not followed yet), e.g. \"a large red circle on a blue background\".")
         {
             prompt, model, negative, steps, guidance, scheduler, seed, width, height, count, init, strength, output, threads, quiet, cacheDir, noCache, lowMemory, sharedAllocator, decompress, rng,
-            priorSteps, decoderSteps, priorGuidance, decoderGuidance, lora, loraPartial,
+            priorSteps, decoderSteps, priorGuidance, decoderGuidance, lora, loraPartial, controlImage, controlModel, controlScale, controlStart, controlEnd,
         };
         var devices = RuntimeOptions.AddDeviceOptions(command);
         command.SetAction((result, cancellation) => Task.FromResult(VerbRunner.Run(() =>
@@ -68,6 +73,7 @@ public static class GenerateCommand
                     (steps, "--steps", "use --prior-steps and --decoder-steps"), (guidance, "--guidance", "use --prior-guidance and --decoder-guidance"),
                     (scheduler, "--scheduler", "both stages use ddpm-wuerstchen"), (init, "--init-image", "img2img is not available for Stable Cascade yet"),
                     (strength, "--strength", "img2img is not available for Stable Cascade yet"), (lowMemory, "--low-memory", "it applies to SD folders"), (lora, "--lora", "LoRAs are supported on Stable Diffusion folders"),
+                    (controlImage, "--control-image", "ControlNet is supported on Stable Diffusion folders"), (controlModel, "--control-model", "ControlNet is supported on Stable Diffusion folders"),
                 })
                     if (result.GetResult(option) is { Implicit: false })
                         throw new InvalidArgumentException(name, $"does not apply to the Stable Cascade folder {folder}; {hint}");
@@ -101,21 +107,23 @@ public static class GenerateCommand
                 Noise = result.GetValue(rng) ?? NoiseSources.Default,
             };
             string? initPath = result.GetValue(init);
+            var control = ControlArguments.Parse(result.GetValue(controlImage) ?? [], result.GetValue(controlModel) ?? [], result.GetValue(controlScale) ?? [],
+                result.GetValue(controlStart) ?? [], result.GetValue(controlEnd) ?? [], folder);
             request.Validate();
             request.ValidateStrength(); // Validate checks it only once an init image is set; --strength 2 is wrong either way
             double? modelGuidance = StableDiffusionPipeline.ConfiguredGuidance(folder);
             foreach (var path in outputs) IO.OutputFile.CheckWritable(path, "--output");
             if (initPath is not null)
-            {
                 request = request with { InitImage = ImageTensor.LoadInitImage(initPath, request.Width, request.Height) };
-                request.Validate();
-            }
+            if (control is not null)
+                request = request with { Controls = control.LoadImages(request.Width, request.Height) };
+            request.Validate();
             // The size is known before the sessions exist: the UNet is planned for exactly these shapes (no warm-up call:
             // a one-shot run would only move the first step's cost into loading).
             // LoRA files are read (and their format checked) before any session is made.
             var adapters = (result.GetValue(lora) ?? []).Select(Lora.LoraAdapter.Parse).ToList();
             var loraOptions = adapters.Count == 0 ? null : new Lora.LoraOptions(adapters, result.GetValue(loraPartial));
-            using var pipeline = StableDiffusionPipeline.Load(folder, settings, result.GetValue(lowMemory), GenerationPlan.For(request, warmUp: false, modelGuidance), loraOptions);
+            using var pipeline = StableDiffusionPipeline.Load(folder, settings, result.GetValue(lowMemory), GenerationPlan.For(request, warmUp: false, modelGuidance), loraOptions, control?.Options);
             foreach (var adapter in adapters)
             {
                 var keys = adapter.Layers.Select(l => l.Key).ToHashSet(StringComparer.Ordinal);
@@ -132,8 +140,9 @@ public static class GenerateCommand
             for (int i = 0; i < generated.Images.Count; i++) generated.SavePng(outputs[i], i);
             var t = generated.Timings;
             string encoderPart = initPath is null ? "" : FormattableString.Invariant($"vae encoder {t.ImageEncoder.TotalSeconds:0.000} s, ");
+            string controlPart = control is null ? "" : FormattableString.Invariant($" (controlnet {t.ControlNet.TotalSeconds:0.000} s of it)");
             Console.Out.WriteLine(FormattableString.Invariant(
-                $"wrote {string.Join(", ", outputs)} ({generated.Width}x{generated.Height}, {request.Steps} steps {generated.Scheduler}, seed {generated.Seeds[0]}) in {t.Total.TotalSeconds:0.00} s: text encoder {t.TextEncoder.TotalSeconds:0.000} s, {encoderPart}unet {t.Denoiser.TotalSeconds:0.000} s ({t.DenoiserCalls} calls, {t.StepsPerSecond:0.00} it/s), vae decoder {t.Decoder.TotalSeconds:0.000} s"));
+                $"wrote {string.Join(", ", outputs)} ({generated.Width}x{generated.Height}, {request.Steps} steps {generated.Scheduler}, seed {generated.Seeds[0]}) in {t.Total.TotalSeconds:0.00} s: text encoder {t.TextEncoder.TotalSeconds:0.000} s, {encoderPart}unet {t.Denoiser.TotalSeconds:0.000} s{controlPart} ({t.DenoiserCalls} calls, {t.StepsPerSecond:0.00} it/s), vae decoder {t.Decoder.TotalSeconds:0.000} s"));
             return 0;
         })));
         return command;

@@ -242,10 +242,14 @@ class UNet(nn.Module):
                     zero_(m.proj_out)
             zero_(self.conv_out)
 
-    def forward(self, sample, timestep, encoder_hidden_states):
+    def down_and_mid(self, sample, timestep, encoder_hidden_states, conditioning=None):
+        """The encoder half: (time embedding, the 4 skip activations in diffusers' down_block_res_samples order, the mid
+        block's output). conditioning (a ControlNet's embedded control image) is added after conv_in."""
         ctx = encoder_hidden_states
         t = self.time(timestep_embedding(timestep, self.temb_in))
         h = self.conv_in(torch.cat([sample, coordinates(sample)], dim=1) if self.coords else sample)
+        if conditioning is not None:
+            h = h + conditioning
         skips = [h]
         h = self.down0_attn(self.down0_res(h, t), ctx)
         skips.append(h)
@@ -254,6 +258,17 @@ class UNet(nn.Module):
         h = self.down1_attn(self.down1_res(h, t), ctx)
         skips.append(h)
         h = self.mid_res2(self.mid_attn(self.mid_res1(h, t), ctx), t)
+        return t, skips, h
+
+    def forward(self, sample, timestep, encoder_hidden_states, down_residuals=None, mid_residual=None):
+        """down_residuals / mid_residual: a ControlNet's outputs, added to the skips and the mid block's output as
+        diffusers' UNet2DConditionModel adds down_block_additional_residuals / mid_block_additional_residual."""
+        ctx = encoder_hidden_states
+        t, skips, h = self.down_and_mid(sample, timestep, encoder_hidden_states)
+        if down_residuals is not None:
+            skips = [s + r for s, r in zip(skips, down_residuals)]
+        if mid_residual is not None:
+            h = h + mid_residual
         for res, attn in zip(self.up1_res, self.up1_attn):
             h = attn(res(torch.cat([h, skips.pop()], dim=1), t), ctx)
         h = self.up1_sample(h)

@@ -17,27 +17,35 @@ public sealed class ShapeClassifier(IReadOnlyDictionary<string, int[]> palette)
     /// <summary>Fill ratios between the ideal values: triangle ½ | 0.64 | circle π/4 | 0.89 | square 1.</summary>
     public static string ShapeOf(double fill) => fill >= 0.89 ? "square" : fill >= 0.64 ? "circle" : "triangle";
 
-    public ShapeReading Read(byte[] rgba, int width, int height)
+    /// <summary>The foreground: pixels farther than <see cref="ForegroundDistanceSquared"/> from the border's per-channel median.</summary>
+    public bool[] Foreground(byte[] rgba, int width, int height) => Foreground(rgba, width, height, out _);
+
+    private bool[] Foreground(byte[] rgba, int width, int height, out (int R, int G, int B) median)
     {
         var border = new List<(int R, int G, int B)>();
         for (int x = 0; x < width; x++) { border.Add(Pixel(rgba, width, x, 0)); border.Add(Pixel(rgba, width, x, height - 1)); }
         for (int y = 1; y < height - 1; y++) { border.Add(Pixel(rgba, width, 0, y)); border.Add(Pixel(rgba, width, width - 1, y)); }
-        var median = (Median(border.Select(p => p.R)), Median(border.Select(p => p.G)), Median(border.Select(p => p.B)));
-        string background = Nearest(median);
-
+        median = (Median(border.Select(p => p.R)), Median(border.Select(p => p.G)), Median(border.Select(p => p.B)));
         var mask = new bool[width * height];
-        var votes = new Dictionary<string, int>();
-        int count = 0;
         for (int y = 0; y < height; y++)
             for (int x = 0; x < width; x++)
-            {
-                var p = Pixel(rgba, width, x, y);
-                if (Distance(p, median) <= ForegroundDistanceSquared) continue;
-                mask[y * width + x] = true;
-                count++;
-                string c = Nearest(p);
-                if (c != background) votes[c] = votes.GetValueOrDefault(c) + 1;
-            }
+                mask[y * width + x] = Distance(Pixel(rgba, width, x, y), median) > ForegroundDistanceSquared;
+        return mask;
+    }
+
+    public ShapeReading Read(byte[] rgba, int width, int height)
+    {
+        var mask = Foreground(rgba, width, height, out var median);
+        string background = Nearest(median);
+        var votes = new Dictionary<string, int>();
+        int count = 0;
+        for (int i = 0; i < mask.Length; i++)
+        {
+            if (!mask[i]) continue;
+            count++;
+            string c = Nearest(Pixel(rgba, width, i % width, i / width));
+            if (c != background) votes[c] = votes.GetValueOrDefault(c) + 1;
+        }
         if (count < 4 || votes.Count == 0) return new ShapeReading(background, null, null, null, 0, count);
         string color = votes.MaxBy(v => v.Value).Key;
 

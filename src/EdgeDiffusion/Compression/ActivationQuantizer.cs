@@ -49,7 +49,7 @@ public static class ActivationQuantizer
         {
             string label = node.Name.Length > 0 ? node.Name : node.Output[0];
             if (include is not null && !include(node)) continue;
-            if (WeightDequantize(editor, node) is not { } weight)
+            if (WeightDequantize(editor, node, readFloat) is not { } weight)
             {
                 if (node.Input.Count > 1 && (editor.IsInitializer(node.Input[1]) || editor.Producer(node.Input[1])?.OpType == "DequantizeLinear"))
                     leftFloat.Add((label, "weight is not int8 per-tensor or per-output-channel"));
@@ -136,7 +136,7 @@ public static class ActivationQuantizer
     private sealed record WeightScales(float[] Scales);
 
     /// <summary>The per-tensor or per-output-channel scales of the node's int8 weight DequantizeLinear, or null when its weight is not one.</summary>
-    private static WeightScales? WeightDequantize(GraphEditor editor, NodeProto node)
+    private static WeightScales? WeightDequantize(GraphEditor editor, NodeProto node, Func<TensorProto, float[]> readFloat)
     {
         if (node.Input.Count < 2 || editor.Producer(node.Input[1]) is not { OpType: "DequantizeLinear" } dq) return null;
         if (dq.Input.Count < 2 || !editor.TryGetInitializer(dq.Input[0], out var data) || data.DataType != (int)DT.Int8) return null;
@@ -144,11 +144,11 @@ public static class ActivationQuantizer
         if (dq.Input.Count > 2 && dq.Input[2].Length > 0)
         {
             // QLinearConv and MatMulIntegerToFloat take a weight zero point, but symmetric int8 needs none; a non-zero one is left alone.
-            if (!editor.TryGetInitializer(dq.Input[2], out var zp) || TensorData.Read<sbyte>(zp).Any(z => z != 0)) return null;
+            if (!editor.TryGetInitializer(dq.Input[2], out var zp) || readFloat(zp).Any(z => z != 0)) return null;
         }
         if (dq.Attribute.Any(a => a.Name == "block_size" && a.I > 0)) return null;
         if (editor.Consumers(dq.Output[0]).Count != 1) return null;
-        var scales = TensorData.ReadAsFloat(scaleTensor);
+        var scales = readFloat(scaleTensor);
         if (scales.Length == 1) return new WeightScales(scales);
         long axis = dq.Attribute.FirstOrDefault(a => a.Name == "axis")?.I ?? 1;
         int rank = data.Dims.Count;

@@ -12,6 +12,15 @@ public readonly record struct LoopTimings(TimeSpan Loop, TimeSpan Model, int Cal
 }
 
 /// <summary>
+/// A predictor whose work depends on where in the schedule a step is (a ControlNet's guidance start/end): told before
+/// each step its index among the steps this loop runs (from 0; img2img's skipped steps do not count, as in diffusers).
+/// </summary>
+public interface IStepAwarePredictor
+{
+    void BeginStep(int index, int count);
+}
+
+/// <summary>
 /// The denoising loop every pipeline shares (SD's UNet, Stable Cascade's prior and decoder): from step <c>start</c> to the
 /// end, feed the scaled latents (twice, unconditional rows first, when guiding), combine with classifier-free guidance
 /// ε = ε_uncond + g · (ε_cond − ε_uncond) (diffusers' lerp for Cascade, the same), step the scheduler, report progress and
@@ -37,9 +46,11 @@ public static class DenoisingLoop
         int callsBefore = predictor.ModelCalls;
         var loop = Stopwatch.StartNew();
         int count = scheduler.Timesteps.Count, steps = Math.Max(count - start, 0);
+        var stepAware = predictor as IStepAwarePredictor;
         for (int step = start; step < count; step++)
         {
             cancellation.ThrowIfCancellationRequested();
+            stepAware?.BeginStep(step - start, steps);
             float scale = scheduler.ScaleModelInputFactor(step);
             for (int half = 0; half < halves; half++) Scaled(latents, scale, modelInput.AsSpan(half * size, size));
             predictor.Predict(modelInput, scheduler.Timesteps[step], prediction);

@@ -53,6 +53,13 @@ public sealed record GenerationRequest
     /// <summary>img2img: how much of the schedule to run (1 = ignore the init image's content, 0 = return it).</summary>
     public double Strength { get; init; } = 0.75;
 
+    /// <summary>
+    /// ControlNet: one control image (with its scale and guidance range) per ControlNet the pipeline was loaded with
+    /// (<see cref="StableDiffusionPipeline.Load(string, Runtime.SessionSettings?, bool, GenerationPlan?, Lora.LoraOptions?, ControlNets.ControlNetOptions?)"/>),
+    /// in that order; empty: the plain UNet.
+    /// </summary>
+    public IReadOnlyList<ControlNets.ControlImage> Controls { get; init; } = [];
+
     /// <summary>Checks every field, naming the CLI option that sets it in the error.</summary>
     public void Validate()
     {
@@ -70,6 +77,7 @@ public sealed record GenerationRequest
             throw new InvalidArgumentException("--seed", $"{Seed} is out of range for --rng numpy with --count {Count}: numpy seeds go from 0 to 4294967295 and image i uses seed + i");
         if (Guidance is double g && (double.IsNaN(g) || g < 0 || g > 100))
             throw new InvalidArgumentException("--guidance", $"{g} is out of range; use 0 to 100 (1 or less turns guidance off)");
+        for (int k = 0; k < Controls.Count; k++) Controls[k].Validate(k, Width, Height);
         if (InitImage is not null)
         {
             ValidateStrength();
@@ -115,6 +123,9 @@ public sealed record GenerationTimings(
     TimeSpan Decoder,
     TimeSpan Total)
 {
+    /// <summary>The ControlNets' part of <see cref="Denoiser"/> (zero without ControlNet).</summary>
+    public TimeSpan ControlNet { get; init; }
+
     public double StepsPerSecond => Denoiser.TotalSeconds + PipelineOverhead.TotalSeconds > 0 ? Steps / (Denoiser.TotalSeconds + PipelineOverhead.TotalSeconds) : 0;
 }
 

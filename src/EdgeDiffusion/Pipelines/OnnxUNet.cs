@@ -6,7 +6,9 @@ using Microsoft.ML.OnnxRuntime.Tensors;
 namespace EdgeDiffusion.Pipelines;
 
 /// <summary>
-/// The UNet of an optimum export: sample, timestep, encoder_hidden_states → out_sample.
+/// The UNet of an optimum export: sample, timestep, encoder_hidden_states → out_sample; a UNet made for ControlNet also
+/// takes the residuals (down_block_{i}_additional_residual …, mid_block_additional_residual), which only
+/// <see cref="ControlNets.ControlledUNet"/> feeds (<see cref="ResidualInputs"/>).
 /// The timestep's type and rank are read from the model (int64 [B], float [B], float scalar and float16 all occur in the
 /// wild). With a dynamic batch all rows go in one call (classifier-free guidance: one call of batch 2); with a fixed
 /// batch the rows are split into calls of that size. Buffers and OrtValues are made once per <see cref="SetConditioning"/>.
@@ -18,7 +20,8 @@ public sealed class OnnxUNet : IDenoiser
     private readonly int? _fixedBatch;
     private readonly NodeMetadata _timestep;
     private readonly string _output;
-    private readonly string[] _inputNames = ["sample", "timestep", "encoder_hidden_states"];
+    private static readonly string[] BaseInputs = ["sample", "timestep", "encoder_hidden_states"];
+    private readonly string[] _inputNames;
     private readonly string[] _outputNames;
     private readonly RunOptions _runOptions = new();
     private Chunk[] _chunks = [];
@@ -34,6 +37,9 @@ public sealed class OnnxUNet : IDenoiser
         _timestep = SessionMetadata.Input(_session, "timestep", modelPath);
         if (_timestep.ElementDataType is not (TensorElementType.Int64 or TensorElementType.Int32 or TensorElementType.Float or TensorElementType.Float16 or TensorElementType.Double))
             throw new ModelFolderException(modelPath, $"timestep is {_timestep.ElementDataType}; expected int64, int32, float, float16 or double");
+        ResidualInputs = _session.InputNames.Where(ControlNets.Residuals.IsResidualName)
+            .Select(name => new ControlNets.ResidualInput(name, ControlNets.Residuals.Channels(_session.InputMetadata[name]))).ToList();
+        _inputNames = [.. BaseInputs, .. ResidualInputs.Select(r => r.Name)];
         var extra = _session.InputNames.Except(_inputNames).ToList();
         if (extra.Count > 0)
             throw new ModelFolderException(modelPath, $"needs inputs this pipeline does not provide ({string.Join(", ", extra)}); only SD 1.x/2.x-style UNets are supported");
@@ -46,6 +52,18 @@ public sealed class OnnxUNet : IDenoiser
     }
 
     public int LatentChannels { get; }
+
+    /// <summary>The ControlNet residual inputs, in the session's input order; empty for a plain UNet.</summary>
+    public IReadOnlyList<ControlNets.ResidualInput> ResidualInputs { get; }
+
+    /// <summary>The model file.</summary>
+    public string ModelPath => _path;
+
+    /// <summary>The timestep input's element type (a ControlNet fed the same timestep value must take the same).</summary>
+    internal TensorElementType TimestepType => _timestep.ElementDataType;
+
+    /// <summary>Rows per model call after <see cref="SetConditioning"/>: the fixed batch, else all rows.</summary>
+    internal int RowsPerCall => _chunks.Length == 0 ? throw new InvalidOperationException("SetConditioning first") : _chunks[0].Batch;
 
     private long _modelTicks;
 
@@ -71,7 +89,7 @@ public sealed class OnnxUNet : IDenoiser
         _chunks = new Chunk[rows / batch];
         for (int c = 0; c < _chunks.Length; c++)
         {
-            var chunk = new Chunk(batch, LatentChannels, latentHeight, latentWidth, sequence, width, _timestep);
+            var chunk = new Chunk(batch, LatentChannels, latentHeight, latentWidth, sequence, width, _timestep, ResidualInputs.Count);
             hiddenStates.Slice(c * batch * hiddenRow, batch * hiddenRow).CopyTo(chunk.Hidden.Data);
             _chunks[c] = chunk;
         }
@@ -92,6 +110,20 @@ public sealed class OnnxUNet : IDenoiser
 
     public void Predict(ReadOnlySpan<float> sample, double timestep, Span<float> output)
     {
+        if (ResidualInputs.Count > 0)
+            throw new ModelFolderException(_path, $"takes ControlNet residuals ({ResidualInputs[0].Name} …); generate with a ControlNet (--control-image) or use a UNet without residual inputs");
+        Predict(sample, timestep, output, null);
+    }
+
+    /// <summary>
+    /// The residuals of one call: given the call's index and its bound sample, timestep and encoder_hidden_states, the
+    /// values for <see cref="ResidualInputs"/> in that order (owned by the provider, alive until the next call).
+    /// </summary>
+    internal delegate IReadOnlyList<OrtValue> ResidualProvider(int call, OrtValue sample, OrtValue timestep, OrtValue hiddenStates);
+
+    /// <summary><see cref="Predict(ReadOnlySpan{float}, double, Span{float})"/> with the residual inputs from <paramref name="residuals"/>; its time is not counted in <see cref="ModelTime"/>.</summary>
+    internal void Predict(ReadOnlySpan<float> sample, double timestep, Span<float> output, ResidualProvider? residuals)
+    {
         if (_chunks.Length == 0) throw new InvalidOperationException("SetConditioning first");
         for (int c = 0; c < _chunks.Length; c++)
         {
@@ -99,6 +131,11 @@ public sealed class OnnxUNet : IDenoiser
             int span = chunk.Batch * _rowSize;
             sample.Slice(c * span, span).CopyTo(chunk.Sample.Data);
             chunk.SetTimestep(timestep);
+            if (residuals is not null)
+            {
+                var values = residuals(c, chunk.Sample.Value, chunk.Timestep, chunk.Hidden.Value);
+                for (int r = 0; r < ResidualInputs.Count; r++) chunk.Inputs[BaseInputs.Length + r] = values[r];
+            }
             long started = Stopwatch.GetTimestamp();
             _session.Run(_runOptions, _inputNames, chunk.Inputs, _outputNames, chunk.Outputs);
             _modelTicks += Stopwatch.GetTimestamp() - started;
@@ -127,7 +164,7 @@ public sealed class OnnxUNet : IDenoiser
         private readonly IDisposable _timestepOwner;
         private readonly Array _timestepData;
 
-        public Chunk(int batch, int channels, int height, int width, int sequence, int hiddenWidth, NodeMetadata timestep)
+        public Chunk(int batch, int channels, int height, int width, int sequence, int hiddenWidth, NodeMetadata timestep, int residuals)
         {
             Batch = batch;
             Sample = new OrtBinding<float>([batch, channels, height, width]);
@@ -143,7 +180,8 @@ public sealed class OnnxUNet : IDenoiser
                 TensorElementType.Double => Bind<double>(shape),
                 _ => Bind<float>(shape),
             };
-            Inputs = [Sample.Value, Timestep, Hidden.Value];
+            // The residual slots are filled per call with the provider's values.
+            Inputs = [Sample.Value, Timestep, Hidden.Value, .. new OrtValue[residuals]];
             Outputs = [Output.Value];
         }
 

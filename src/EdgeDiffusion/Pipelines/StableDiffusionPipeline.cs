@@ -94,14 +94,20 @@ public sealed class StableDiffusionPipeline : IDisposable
         ?? throw new ModelFolderException(Path.Combine("models", DefaultModelName),
             $"folder not found beside the application ({AppContext.BaseDirectory}) or above it or the working folder; reference src/EdgeDiffusion/EdgeDiffusion.csproj (it copies the model to your output) or pass a model folder to Load");
 
-    private static string? FindDefaultModel()
+    private static string? FindDefaultModel() => FindShippedFolder(DefaultModelName);
+
+    /// <summary>
+    /// models/<paramref name="name"/> with a model_index.json beside the application's binaries, else in the working
+    /// folder or a folder above it, else above the binaries (a repository checkout); null when nowhere.
+    /// </summary>
+    internal static string? FindShippedFolder(string name)
     {
-        string beside = Path.Combine(AppContext.BaseDirectory, "models", DefaultModelName);
+        string beside = Path.Combine(AppContext.BaseDirectory, "models", name);
         if (File.Exists(Path.Combine(beside, "model_index.json"))) return beside;
         foreach (string start in new[] { Directory.GetCurrentDirectory(), AppContext.BaseDirectory })
             for (var dir = new DirectoryInfo(start); dir is not null; dir = dir.Parent)
             {
-                string candidate = Path.Combine(dir.FullName, "models", DefaultModelName);
+                string candidate = Path.Combine(dir.FullName, "models", name);
                 if (File.Exists(Path.Combine(candidate, "model_index.json"))) return candidate;
             }
         return null;
@@ -128,7 +134,12 @@ public sealed class StableDiffusionPipeline : IDisposable
     /// made during loading, so the first real step runs at steady speed.
     /// </param>
     /// <param name="loras">LoRAs merged into the UNet and text encoder weights at load (copies; the folder is not changed).</param>
-    public static StableDiffusionPipeline Load(string folder, SessionSettings? settings = null, bool lowMemory = false, GenerationPlan? plan = null, Lora.LoraOptions? loras = null)
+    /// <param name="controlNets">
+    /// ControlNets loaded beside the plain UNet, with the UNet that takes their residuals (<see cref="ControlNets.ControlNetFolder"/>);
+    /// a request's <see cref="GenerationRequest.Controls"/> then selects them. Checked against that UNet here, before any step.
+    /// </param>
+    public static StableDiffusionPipeline Load(string folder, SessionSettings? settings = null, bool lowMemory = false, GenerationPlan? plan = null, Lora.LoraOptions? loras = null,
+        ControlNets.ControlNetOptions? controlNets = null)
     {
         var model = ModelFolder.Open(folder);
         double? modelGuidance = ConfiguredGuidance(model.Root);
@@ -144,6 +155,8 @@ public sealed class StableDiffusionPipeline : IDisposable
         var times = new Dictionary<string, TimeSpan>();
         var disposables = new List<IDisposable>();
         Lora.MergedLoraModels? merged = null;
+        if (controlNets is { Folders.Count: > 0 } && loras is { Adapters.Count: > 0 })
+            throw new InvalidArgumentException("--lora", "is not supported together with a ControlNet yet (the ControlNet's UNet would not get the LoRA); drop --lora or --control-image");
         SessionSettings? textSettings = settings, unetBaseSettings = settings;
         if (loras is { Adapters.Count: > 0 })
         {
@@ -189,11 +202,18 @@ public sealed class StableDiffusionPipeline : IDisposable
                 unet.WarmUp(plan.Rows, plan.Height / 8, plan.Width / 8);
                 times["unet warm-up"] = sw.Elapsed;
             }
+            ControlNets.ControlledUNet? controlled = null;
+            if (controlNets is { Folders.Count: > 0 })
+            {
+                controlled = Timed("controlnet", () => ControlNets.ControlNetOptions.Open(controlNets, unetPath, unetBaseSettings, plan));
+                if (controlled.LatentChannels != unet.LatentChannels)
+                    throw new ModelFolderException(controlled.ModelPath, $"takes {controlled.LatentChannels} latent channels but {unetPath} takes {unet.LatentChannels}; use a ControlNet folder made for this model");
+            }
             if (!lowMemory) Load("vae_decoder", vae);
             var encoder = encoderPath is null ? null : new ComponentSlot<IImageEncoder>(() => new OnnxVaeEncoder(encoderPath, settings), keepLoaded: !lowMemory);
             var size = ConfiguredSize(model.Root)
                 ?? (unet.FixedWidth is { } fw && unet.FixedHeight is { } fh ? (fw * 8, fh * 8) : (512, 512));
-            return new StableDiffusionPipeline(tokenizer, text, unet, vae, schedulerConfig, encoder, Path.GetFileName(model.Root)) { LoadTimes = times, DefaultSize = size, ModelGuidance = modelGuidance, _merged = merged, LoraReports = merged?.Reports ?? [] };
+            return new StableDiffusionPipeline(tokenizer, text, unet, vae, schedulerConfig, encoder, Path.GetFileName(model.Root)) { LoadTimes = times, DefaultSize = size, ModelGuidance = modelGuidance, _merged = merged, LoraReports = merged?.Reports ?? [], _controlled = controlled };
         }
         catch
         {
@@ -207,6 +227,13 @@ public sealed class StableDiffusionPipeline : IDisposable
         ArgumentNullException.ThrowIfNull(request);
         request.Validate();
         var total = Stopwatch.StartNew();
+        IDenoiser denoiser = _denoiser;
+        if (request.Controls.Count > 0)
+        {
+            var controlled = _controlled ?? throw new InvalidArgumentException("--control-image", $"{Name} was loaded without a ControlNet; load it with controlNets (the CLI: --control-model DIR, or a ControlNet folder beside the model)");
+            controlled.SetControls(request.Controls);
+            denoiser = controlled;
+        }
         var scheduler = SchedulerFactory.Create(request.Scheduler ?? DefaultScheduler, _schedulerConfig);
         scheduler.SetTimesteps(request.Steps);
         var warnings = new List<string>();
@@ -234,14 +261,14 @@ public sealed class StableDiffusionPipeline : IDisposable
         var textTime = sw.Elapsed;
 
         int n = request.Count, halves = guided ? 2 : 1, rows = n * halves;
-        int latentHeight = request.Height / 8, latentWidth = request.Width / 8, channels = _denoiser.LatentChannels;
+        int latentHeight = request.Height / 8, latentWidth = request.Width / 8, channels = denoiser.LatentChannels;
         int latentSize = channels * latentHeight * latentWidth;
         int hiddenRow = sequence * width;
         var hidden = new float[rows * hiddenRow];
         for (int half = 0; half < halves; half++)
             for (int i = 0; i < n; i++)
                 embeddings.AsSpan(half * hiddenRow, hiddenRow).CopyTo(hidden.AsSpan((half * n + i) * hiddenRow));
-        _denoiser.SetConditioning(hidden, rows, sequence, width, latentHeight, latentWidth);
+        denoiser.SetConditioning(hidden, rows, sequence, width, latentHeight, latentWidth);
 
         // Latents: image i from its own seeded stream.
         var seeds = Enumerable.Range(0, n).Select(i => request.Seed + (ulong)i).ToArray();
@@ -273,7 +300,8 @@ public sealed class StableDiffusionPipeline : IDisposable
             for (int i = 0; i < latents.Length; i++) latents[i] *= sigma;
         }
 
-        var loop = DenoisingLoop.Run(scheduler, _denoiser, latents, n, guidance, start, noise, progress, cancellation);
+        var controlNetBefore = (denoiser as ControlNets.ControlledUNet)?.ControlNetTime ?? TimeSpan.Zero;
+        var loop = DenoisingLoop.Run(scheduler, denoiser, latents, n, guidance, start, noise, progress, cancellation);
 
         sw.Restart();
         var images = new List<float[]>(n);
@@ -288,7 +316,10 @@ public sealed class StableDiffusionPipeline : IDisposable
         }
         finally { _decoder.Release(); }
         var decodeTime = sw.Elapsed;
-        var timings = new GenerationTimings(textTime, encodeTime, loop.Model, loop.Calls, loop.Steps, loop.Overhead, decodeTime, total.Elapsed);
+        var timings = new GenerationTimings(textTime, encodeTime, loop.Model, loop.Calls, loop.Steps, loop.Overhead, decodeTime, total.Elapsed)
+        {
+            ControlNet = denoiser is ControlNets.ControlledUNet c ? c.ControlNetTime - controlNetBefore : TimeSpan.Zero,
+        };
         return new GenerationResult(images, seeds, request.Width, request.Height, scheduler.Name, timings, warnings)
         {
             Guidance = guidance, Request = request, Model = Name,
@@ -296,6 +327,11 @@ public sealed class StableDiffusionPipeline : IDisposable
     }
 
     private Lora.MergedLoraModels? _merged;
+
+    private ControlNets.ControlledUNet? _controlled;
+
+    /// <summary>The ControlNets loaded (empty without), in the order a request's <see cref="GenerationRequest.Controls"/> pairs with them.</summary>
+    public IReadOnlyList<ControlNets.OnnxControlNet> LoadedControlNets => _controlled?.ControlNets ?? [];
 
     /// <summary>What each merged LoRA changed, per component (empty without LoRAs).</summary>
     public IReadOnlyList<Lora.LoraMergeReport> LoraReports { get; private init; } = [];
@@ -307,5 +343,6 @@ public sealed class StableDiffusionPipeline : IDisposable
         _decoder.Dispose();
         _encoder?.Dispose();
         _merged?.Dispose();
+        _controlled?.Dispose();
     }
 }
