@@ -65,12 +65,12 @@ public sealed class SessionCache
     }
 
     /// <summary>The entry folder for a model and settings (whether or not it exists).</summary>
-    public string EntryFor(string modelPath, SessionSettings settings) => Path.Combine(Directory, Key(modelPath, settings));
+    public string EntryFor(string modelPath, SessionSettings settings) => Path.Combine(Directory, Key(modelPath, SessionFactory.Resolve(modelPath, settings)));
 
     /// <summary>A session for <paramref name="modelPath"/>: from the cache when a valid entry exists, else built (and cached when possible).</summary>
     public InferenceSession Create(string modelPath, SessionSettings settings, out CacheOutcome outcome)
     {
-        var session = CreateCore(modelPath, settings, out outcome);
+        var session = CreateCore(modelPath, SessionFactory.Resolve(modelPath, settings), out outcome);
         _outcomes[Path.GetFullPath(modelPath)] = outcome;
         return session;
     }

@@ -116,15 +116,26 @@ public static class SessionFactory
 
     public static InferenceSession Create(string modelPath, SessionSettings? settings = null)
     {
-        settings = WithDecompression(modelPath, settings ?? SessionSettings.Default);
-        if (settings.Attention == AttentionKernel.Fused && !settings.ConfigEntries.ContainsKey(FusedAttentionMarker))
-            settings = settings with { ConfigEntries = new Dictionary<string, string>(settings.ConfigEntries) { [FusedAttentionMarker] = "1" } };
+        settings = Resolve(modelPath, settings ?? SessionSettings.Default);
         // ONNX Runtime cannot save a graph holding compiled partitions, so such sessions bypass the cache; so do expanded
         // (load-mode) compressed models, whose float32 weights would only be cached again in full.
         bool expands = settings.Decompression == DecompressionMode.Load && settings.ConfigEntries.ContainsKey(LoadModeMarker);
         return settings.Cache is { } cache && File.Exists(modelPath) && !settings.Execution.CompilesGraph && !expands
             ? cache.Create(modelPath, settings, out _)
             : Create(modelPath, settings, optimizedModelPath: null);
+    }
+
+    /// <summary>
+    /// The settings a session for <paramref name="modelPath"/> is really made with: the decompression mode's entries and
+    /// the attention marker added (idempotent). Both the factory and <see cref="SessionCache"/> go through it, so a cached
+    /// session and a plain one of the same settings compute the same graph.
+    /// </summary>
+    internal static SessionSettings Resolve(string modelPath, SessionSettings settings)
+    {
+        settings = WithDecompression(modelPath, settings);
+        if (settings.Attention == AttentionKernel.Fused && !settings.ConfigEntries.ContainsKey(FusedAttentionMarker))
+            settings = settings with { ConfigEntries = new Dictionary<string, string>(settings.ConfigEntries) { [FusedAttentionMarker] = "1" } };
+        return settings;
     }
 
     /// <summary>

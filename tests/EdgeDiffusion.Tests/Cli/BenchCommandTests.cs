@@ -73,7 +73,7 @@ public sealed class BenchCommandTests : IDisposable
     {
         var plain = DiskBytes(Bench());
         var compressed = Bench("--compression", "palettize:4", "--decompress", "load");
-        Assert.EndsWith("tiny-palettize-4", compressed.GetProperty("model_folder").GetString());
+        Assert.EndsWith("tiny-palettize-4-calibrated", compressed.GetProperty("model_folder").GetString());
         var packed = DiskBytes(compressed);
         Assert.True(packed["unet"] < plain["unet"], $"{packed["unet"]} vs {plain["unet"]}");
         Assert.True(packed.Values.Sum() < plain.Values.Sum());

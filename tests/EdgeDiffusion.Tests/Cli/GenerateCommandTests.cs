@@ -201,7 +201,7 @@ public sealed class GenerateCommandTests : IClassFixture<TinyModels>, IDisposabl
         Assert.True(Generate(Path.Combine(_dir, "u.png"), "--decompress", "JIT") is { ExitCode: 0 }, "--decompress JIT");
         var help = CliRunner.Run("generate", "--help");
         Assert.Equal(0, help.ExitCode);
-        Assert.Contains("--decompress <jit|load>", help.Out);
+        Assert.Contains("--decompress <auto|jit|load|int8>", help.Out);
         Assert.DoesNotContain("Jit", help.Out);
         Assert.Contains("--rng <edgediff|torch|numpy>", help.Out);
     }

@@ -24,7 +24,7 @@ public sealed class ParseErrorTests
         AssertOneErrorLine(CliRunner.Run("generate", "a red circle", "--seed", "abc"), "error: --seed: \"abc\" is not a whole number ≥ 0");
         AssertOneErrorLine(CliRunner.Run("generate", "a red circle", "--steps", "2.5"), "--steps: \"2.5\" is not a whole number");
         AssertOneErrorLine(CliRunner.Run("generate", "a red circle", "--guidance", "lots"), "--guidance: \"lots\" is not a number");
-        AssertOneErrorLine(CliRunner.Run("generate", "a red circle", "--decompress", "later"), "--decompress: \"later\" is not one of jit, load");
+        AssertOneErrorLine(CliRunner.Run("generate", "a red circle", "--decompress", "later"), "--decompress: \"later\" is not one of auto, jit, load, int8");
         AssertOneErrorLine(CliRunner.Run("generate", "a red circle", "--seed"), "--seed: needs a value");
     }
 

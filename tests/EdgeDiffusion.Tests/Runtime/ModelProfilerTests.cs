@@ -25,7 +25,7 @@ public sealed class ModelProfilerTests(TinyModels models) : IDisposable
 
         // The nodes ONNX Runtime ran are those of the graph it optimized (saved the same way the session cache does).
         string optimized = Path.Combine(_dir, "optimized.onnx");
-        SessionFactory.Create(TinyShapesUNet, settings, optimized).Dispose();
+        SessionFactory.Create(TinyShapesUNet, SessionFactory.Resolve(TinyShapesUNet, settings), optimized).Dispose();
         using var graph = OnnxModel.Load(optimized);
         Assert.Equal(graph.Graph.Node.Count, report.Nodes.Count);
         Assert.Equal(graph.Graph.Node.Select(n => (n.Name, n.OpType)).Order(), report.Nodes.Select(n => (n.Name, n.OpType)).Order());
