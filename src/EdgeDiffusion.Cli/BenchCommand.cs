@@ -83,23 +83,32 @@ public static class BenchCommand
                 var reports = new List<BenchmarkReport> { ComponentBenchmark.Run(options, cancellation) };
                 foreach (var run in runs) reports.Add(ComponentBenchmark.Run(run, cancellation));
                 var table = BenchmarkComparison.ToTable(reports);
-                Console.Out.Write(string.Concat(reports.Select(r => r.ToTable() + Environment.NewLine)) + table);
+                // --json: one array of the reports (each as a single run prints it); the ratio table is for people.
+                Console.Out.Write(result.GetValue(json)
+                    ? "[" + string.Join("," + Environment.NewLine, reports.Select(r => r.ToJson())) + "]" + Environment.NewLine
+                    : string.Concat(reports.Select(r => r.ToTable() + Environment.NewLine)) + table);
                 if (result.GetValue(markdown) is { } md) OutputFile.WriteText(md, string.Concat(reports.Select(r => r.ToMarkdown() + Environment.NewLine)) + table, "--markdown");
+                if (result.GetValue(charts) is { } compareCharts) foreach (var r in reports) WriteCharts(r, compareCharts);
                 return 0;
             }
             var report = ComponentBenchmark.Run(options, cancellation);
             Console.Out.Write(result.GetValue(json) ? report.ToJson() + Environment.NewLine : report.ToTable());
             if (result.GetValue(markdown) is { } file) OutputFile.WriteText(file, report.ToMarkdown(), "--markdown");
-            if (result.GetValue(charts) is { } folder)
-                foreach (var (name, png) in report.Charts())
-                {
-                    string path = Path.Combine(folder, $"bench-{report.Arch}-{report.Resolution}-{(report.Compression ?? "float32").Replace(':', '-')}-{name}.png");
-                    OutputFile.Write(path, png, "--charts");
-                    Console.Error.WriteLine($"wrote {path}");
-                }
+            if (result.GetValue(charts) is { } folder) WriteCharts(report, folder);
             return 0;
         })));
         return command;
+    }
+
+    private static void WriteCharts(BenchmarkReport report, string folder)
+    {
+        string form = (report.Compression ?? "float32").Replace(':', '-') + (report.Settings.Contains("unfused attention", StringComparison.Ordinal) ? "-unfused" : "");
+        foreach (var (name, png) in report.Charts())
+        {
+            string path = Path.Combine(folder, $"bench-{report.Arch}-{report.Resolution}-{form}-{name}.png");
+            OutputFile.Write(path, png, "--charts");
+            Console.Error.WriteLine($"wrote {path}");
+        }
     }
 
     private static AttentionKernel ParseAttention(string text, string option) => text.ToLowerInvariant() switch

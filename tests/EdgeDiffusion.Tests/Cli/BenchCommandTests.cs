@@ -69,6 +69,24 @@ public sealed class BenchCommandTests : IDisposable
     }
 
     [Fact]
+    public void CompareMeasuresEachFormAfterFloat32AsAJsonArrayAndAMarkdownRatioTable()
+    {
+        string md = Path.Combine(_dir, "compare.md");
+        var result = CliRunner.Run(["bench", "--arch", "tiny", "--res", "32", "--runs", "1", "--warmup", "0", "--gemm-size", "0", "--component", "unet",
+            "--dir", _dir, "--json", "--compare", "float32@unfused,linear:int8", "--markdown", md]);
+        Assert.True(result.ExitCode == 0, result.Error);
+        var reports = JsonDocument.Parse(result.Out).RootElement.EnumerateArray().ToArray();
+        Assert.Equal(3, reports.Length);
+        Assert.Contains("fused attention", reports[0].GetProperty("settings").GetString());
+        Assert.Contains("unfused attention", reports[1].GetProperty("settings").GetString());
+        Assert.EndsWith("tiny-linear-int8-calibrated", reports[2].GetProperty("model_folder").GetString());
+        Assert.True(DiskBytes(reports[2])["unet"] < DiskBytes(reports[0])["unet"]);
+        string table = File.ReadAllText(md);
+        Assert.Contains("| float32, unfused attention | unet |", table);
+        Assert.Contains("| linear:int8 (auto) | unet |", table);
+    }
+
+    [Fact]
     public void CompressedVariantIsSmallerOnDiskAndTheTableAndMarkdownSayWeightsAreRandom()
     {
         var plain = DiskBytes(Bench());
