@@ -16,10 +16,45 @@ public static class DiffusersConfigs
     {
         var j = new Reader(path);
         j.Class("UNet2DConditionModel");
+        var config = ReadDownHalf(j, j.Int("out_channels", 4));
+        var expectedUp = config.CrossAttention.Reverse().Select(x => x ? "CrossAttnUpBlock2D" : "UpBlock2D").ToList();
+        var up = j.Strings("up_block_types");
+        if (!up.SequenceEqual(expectedUp))
+            throw j.Unsupported("up_block_types", $"is [{string.Join(", ", up)}]; supported: the mirror of down_block_types, [{string.Join(", ", expectedUp)}]");
+        j.Expect("conv_out_kernel", 3);
+        j.Expect("resnet_out_scale_factor", 1);
+        j.Expect("class_embeddings_concat", false);
+        foreach (var key in new[] { "time_cond_proj_dim", "timestep_post_act", "time_embedding_dim", "time_embedding_act_fn",
+                     "cross_attention_norm", "reverse_transformer_layers_per_block" })
+            j.Expect(key, null);
+        return (config, j.Int("sample_size"));
+    }
+
+    /// <summary>ControlNetModel's config.json → the ControlNet record (the down half of its UNet and the conditioning embedding).</summary>
+    public static ControlNetConfig ReadControlNet(string path)
+    {
+        var j = new Reader(path);
+        j.Class("ControlNetModel");
+        var unet = ReadDownHalf(j, outChannels: 4);
+        j.Expect("controlnet_conditioning_channel_order", "rgb");
+        j.Expect("global_pool_conditions", false);
+        var config = new ControlNetConfig(unet,
+            j.Has("conditioning_embedding_out_channels") ? j.Ints("conditioning_embedding_out_channels") : ControlNetConfig.DefaultConditioningEmbeddingChannels,
+            j.Int("conditioning_channels", 3));
+        j.Try(config.Validate, "conditioning_embedding_out_channels");
+        return config;
+    }
+
+    /// <summary>
+    /// What UNet2DConditionModel and ControlNetModel configs share: the levels, their block types, heads, widths and norms of
+    /// the time embedding, conv_in, down blocks and mid block; every key that would change that computation and is not
+    /// implemented is refused.
+    /// </summary>
+    private static UNetConfig ReadDownHalf(Reader j, int outChannels)
+    {
         var blocks = j.Ints("block_out_channels");
         int n = blocks.Count;
         var down = j.Strings("down_block_types");
-        var up = j.Strings("up_block_types");
         if (down.Count != n) throw j.Unsupported("down_block_types", $"has {down.Count} entries but block_out_channels has {n}");
         var cross = new bool[n];
         for (int i = 0; i < n; i++)
@@ -29,9 +64,6 @@ public static class DiffusersConfigs
                 "DownBlock2D" => false,
                 _ => throw j.Unsupported("down_block_types", $"entry {i} is '{down[i]}'; supported: CrossAttnDownBlock2D, DownBlock2D"),
             };
-        var expectedUp = cross.Reverse().Select(x => x ? "CrossAttnUpBlock2D" : "UpBlock2D").ToList();
-        if (!up.SequenceEqual(expectedUp))
-            throw j.Unsupported("up_block_types", $"is [{string.Join(", ", up)}]; supported: the mirror of down_block_types, [{string.Join(", ", expectedUp)}]");
         j.Expect("mid_block_type", "UNetMidBlock2DCrossAttn");
 
         // diffusers: num_attention_heads = num_attention_heads or attention_head_dim, and it refuses a set num_attention_heads
@@ -39,7 +71,7 @@ public static class DiffusersConfigs
         var heads = j.IntOrInts("attention_head_dim", n);
         int crossDim = j.Int("cross_attention_dim");
         var config = new UNetConfig(blocks, j.Int("layers_per_block"), heads, crossDim, j.Bool("use_linear_projection", false), cross,
-            j.Int("norm_num_groups", 32), j.Float("norm_eps", 1e-5f), j.Int("in_channels", 4), j.Int("out_channels", 4));
+            j.Int("norm_num_groups", 32), j.Float("norm_eps", 1e-5f), j.Int("in_channels", 4), outChannels);
 
         j.Expect("flip_sin_to_cos", true);
         j.Expect("freq_shift", 0);
@@ -53,18 +85,14 @@ public static class DiffusersConfigs
         j.Expect("only_cross_attention", false);
         j.Expect("dual_cross_attention", false);
         j.Expect("conv_in_kernel", 3);
-        j.Expect("conv_out_kernel", 3);
         j.Expect("attention_type", "default");
-        j.Expect("resnet_out_scale_factor", 1);
         j.Expect("resnet_skip_time_act", false);
-        j.Expect("class_embeddings_concat", false);
         foreach (var key in new[] { "class_embed_type", "addition_embed_type", "num_class_embeds", "encoder_hid_dim", "encoder_hid_dim_type",
-                     "projection_class_embeddings_input_dim", "time_cond_proj_dim", "timestep_post_act", "time_embedding_dim",
-                     "time_embedding_act_fn", "cross_attention_norm", "addition_time_embed_dim", "reverse_transformer_layers_per_block", "num_attention_heads" })
+                     "projection_class_embeddings_input_dim", "addition_time_embed_dim", "num_attention_heads" })
             j.Expect(key, null);
         // upcast_attention only changes the precision of half-precision attention scores: nothing to do in float32
         j.Try(config.Validate, "block_out_channels");
-        return (config, j.Int("sample_size"));
+        return config;
     }
 
     /// <summary>AutoencoderKL's config.json → the VAE record.</summary>
@@ -159,6 +187,8 @@ public static class DiffusersConfigs
         }
 
         private static double Number(JsonNode n) => double.Parse(n.ToJsonString(), System.Globalization.CultureInfo.InvariantCulture);
+
+        public bool Has(string key) => _json[key] is not null;
 
         private JsonNode Required(string key) => _json[key] ?? throw Unsupported(key, "is missing; the converter reads it rather than guessing");
 
