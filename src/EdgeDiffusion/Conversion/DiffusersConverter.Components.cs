@@ -6,9 +6,6 @@ namespace EdgeDiffusion.Conversion;
 
 public static partial class DiffusersConverter
 {
-    /// <summary>The folder a ControlNet conversion writes its graph to (what ControlNetFolder.Open looks for).</summary>
-    public const string ControlNet = "controlnet";
-
     /// <summary>The component classes a single component folder may hold, as their config.json names them.</summary>
     private static readonly string[] ComponentClasses = ["UNet2DConditionModel", "AutoencoderKL", "CLIPTextModel", "ControlNetModel"];
 
@@ -104,7 +101,7 @@ public static partial class DiffusersConverter
         {
             new(WeightsIn(root, "diffusion_pytorch_model"), c => new CheckpointKeys(c),
             [
-                new(ControlNet, s => ControlNetModel.Build(controlNet, s, new ExportOptions()), () =>
+                new(SDA.ControlNetComponent, s => ControlNetModel.Build(controlNet, s, new ExportOptions()), () =>
                 {
                     var json = SourceConfig(configPath);
                     json["residual_channels"] = new JsonArray([.. controlNet.ResidualChannels.Select(c => (JsonNode)c)]);

@@ -103,3 +103,28 @@ public class ControlNetConverterTests(ITestOutputHelper output)
         Assert.Equal(12, ControlNetConfig.Sd15.ResidualChannels.Count);
     }
 }
+
+/// <summary>The random-weight ControlNet folder create-model --controlnet writes (for benchmarking a ControlNet's cost).</summary>
+public class RandomControlNetFolderTests
+{
+    [Fact]
+    public void RandomControlNet_PairsWithTheSameSeedsBaseFolder()
+    {
+        string root = TestData.NewTempDir("edgediff-random-controlnet");
+        string model = Path.Combine(root, "tiny"), control = Path.Combine(root, "tiny-controlnet");
+        StableDiffusionArchitecture.WriteFolder(StableDiffusionConfig.Tiny, model, 4);
+        var written = StableDiffusionArchitecture.WriteControlNetFolder(StableDiffusionConfig.Tiny, control, 4);
+        Assert.Equal(["controlnet", "unet"], written.Select(c => c.Name));
+        Assert.Equal(ControlNetModel.Parameters(new ControlNetConfig(StableDiffusionConfig.Tiny.UNet, ControlNetConfig.DefaultConditioningEmbeddingChannels))
+            .Sum(p => p.Shape.Aggregate(1L, (a, b) => a * b)), written[0].Parameters);
+
+        var request = new GenerationRequest { Prompt = "a cat", Steps = 2, Guidance = 3, Width = 64, Height = 64, Seed = 3 };
+        using var plain = StableDiffusionPipeline.Load(model);
+        var without = plain.Generate(request).Images[0];
+        using var pipeline = StableDiffusionPipeline.Load(model, controlNets: new ControlNetOptions([ControlNetFolder.Open(control)]));
+        var mask = ControlImage.Load(ControlNetTests.Mask(0), 64, 64);
+        var off = pipeline.Generate(request with { Controls = [new ControlImage(mask, Scale: 0)] }).Images[0];
+        // the residual-taking UNet has the base folder's weights: with zero residuals it draws the base picture
+        Assert.True(without.Zip(off, (a, b) => Math.Abs(a - b)).Max() < 1e-4);
+    }
+}
