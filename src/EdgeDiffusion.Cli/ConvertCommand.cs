@@ -39,7 +39,7 @@ public static class ConvertCommand
                 Progress = message => Console.Error.WriteLine(message),
             });
             foreach (var c in converted.Components)
-                Console.Out.WriteLine($"{c.Name,-13} {InspectCommand.Count(c.Parameters),15} parameters  {InspectCommand.Bytes(c.FileBytes),10}{(c.ExternalData ? "  (external data)" : "")}");
+                Console.Out.WriteLine($"{c.Name,-18} {InspectCommand.Count(c.Parameters),15} parameters  {InspectCommand.Bytes(c.FileBytes),10}{(c.ExternalData ? "  (external data)" : "")}");
             if (converted.Compression is { } report) Console.Out.Write(report.ToTable());
             Console.Out.WriteLine(FormattableString.Invariant($"wrote {to} ({converted.Architecture}{(converted.Compression is null ? "" : ", compressed")}) in {sw.Elapsed.TotalSeconds:0.0} s; every checkpoint tensor used once"));
             return 0;

@@ -7,7 +7,8 @@ namespace EdgeDiffusion.Conversion;
 public static partial class DiffusersConverter
 {
     /// <summary>The component classes a single component folder may hold, as their config.json names them.</summary>
-    private static readonly string[] ComponentClasses = ["UNet2DConditionModel", "AutoencoderKL", "CLIPTextModel", "ControlNetModel"];
+    private static readonly string[] ComponentClasses =
+        ["UNet2DConditionModel", "AutoencoderKL", "CLIPTextModel", "CLIPTextModelWithProjection", "ControlNetModel", "StableCascadeUNet", "PaellaVQModel"];
 
     /// <summary>A folder as diffusers saves one model: config.json and weights, no model_index.json.</summary>
     private static bool IsComponentFolder(string root) =>
@@ -41,44 +42,71 @@ public static partial class DiffusersConverter
     /// <summary>
     /// A single component folder (config.json + weights, as diffusers' save_pretrained writes one model): the class from
     /// config.json, converted into the folder names a model folder uses (unet/, vae_decoder/ + vae_encoder/, text_encoder/,
-    /// controlnet/), each with its source config.json, and a model_index.json naming the class.
+    /// controlnet/, prior/ or decoder/, vqgan/), each with its source config.json, and a model_index.json naming the class.
     /// </summary>
     private static Plan ComponentPlan(string root, string source, ConvertOptions options)
     {
+        RefuseStableDiffusionOptions(options, "a component folder");
+        var (className, weights) = ComponentWeights(root, null, source, options);
+        return new Plan(className, null, null, weights, _ => { }, () => new JsonObject { ["_class_name"] = className }, root);
+    }
+
+    /// <summary>--tokenizer, --config (single files) and --arch (Stable Diffusion presets) do not apply to <paramref name="what"/>, whose config.json files say it all.</summary>
+    private static void RefuseStableDiffusionOptions(ConvertOptions options, string what)
+    {
         if (options.TokenizerFolder is not null || options.ConfigFolder is not null)
             throw new InvalidArgumentException(options.TokenizerFolder is not null ? "--tokenizer" : "--config",
-                "applies to single-file checkpoints; a component folder's own config.json is used");
+                $"applies to single-file checkpoints; {what} brings its own config.json files (and tokenizer)");
         if (!string.Equals(options.Architecture, "auto", StringComparison.OrdinalIgnoreCase))
-            throw new InvalidArgumentException("--arch", "applies to whole Stable Diffusion checkpoints; a single component's architecture is what its config.json says (use --arch auto)");
+            throw new InvalidArgumentException("--arch", $"applies to Stable Diffusion checkpoints; {what}'s architecture is what its config.json files say (use --arch auto)");
+    }
+
+    /// <summary>
+    /// The weights and graphs of one component folder: its class (config.json's _class_name or architectures) and the
+    /// graphs built from its weights, written under <paramref name="name"/> (null: the class's standard folder name).
+    /// </summary>
+    private static (string Class, List<WeightSource> Weights) ComponentWeights(string root, string? name, string source, ConvertOptions options)
+    {
         string configPath = Path.Combine(root, "config.json");
         string? className = ComponentClass(configPath);
         var export = new ExportOptions();
         Func<JsonObject> config = () => SourceConfig(configPath);
-        SDA.Component Component(string name, Func<ParameterSink, Onnx.Protobuf.ModelProto> build) => new(name, build, config);
+        SDA.Component Component(string standard, Func<ParameterSink, Onnx.Protobuf.ModelProto> build) => new(name ?? standard, build, config);
         switch (className)
         {
             case "UNet2DConditionModel":
             {
                 var (unet, _) = DiffusersConfigs.ReadUNet(configPath);
-                return ComponentFolderPlan(className, root,
-                    [new(WeightsIn(root, "diffusion_pytorch_model"), c => new CheckpointKeys(c), [Component(SDA.UNet, s => UNet2DConditionModel.Build(unet, s, export))])]);
+                return (className, [new(WeightsIn(root, "diffusion_pytorch_model"), c => new CheckpointKeys(c), [Component(SDA.UNet, s => UNet2DConditionModel.Build(unet, s, export))])]);
             }
             case "AutoencoderKL":
             {
                 var vae = DiffusersConfigs.ReadVae(configPath);
                 // the decoder and the encoder come from the one checkpoint: every tensor used by one of them
-                return ComponentFolderPlan(className, root,
-                    [new(WeightsIn(root, "diffusion_pytorch_model"), c => new CheckpointKeys(c, legacyNames: LegacyVaeAttentionNames),
-                        [Component(SDA.VaeDecoder, s => AutoencoderKL.BuildDecoder(vae, s, export)), Component(SDA.VaeEncoder, s => AutoencoderKL.BuildEncoder(vae, s, export))])]);
+                return (className, [new(WeightsIn(root, "diffusion_pytorch_model"), c => new CheckpointKeys(c, legacyNames: LegacyVaeAttentionNames),
+                    [new(SDA.VaeDecoder, s => AutoencoderKL.BuildDecoder(vae, s, export), config), new(SDA.VaeEncoder, s => AutoencoderKL.BuildEncoder(vae, s, export), config)])]);
             }
-            case "CLIPTextModel":
+            case "CLIPTextModel" or "CLIPTextModelWithProjection":
             {
                 var text = DiffusersConfigs.ReadTextEncoder(configPath);
-                return ComponentFolderPlan(className, root,
-                    [new(WeightsIn(root, "model"), c => new CheckpointKeys(c, [ClipPositionIds]), [Component(SDA.TextEncoder, s => ClipTextModel.Build(text, s, export))])]);
+                return (className, [new(WeightsIn(root, "model"), c => new CheckpointKeys(c, [ClipPositionIds]), [Component(SDA.TextEncoder, s => ClipTextModel.Build(text, s, export))])]);
             }
             case "ControlNetModel":
-                return ControlNetPlan(root, source, configPath, options);
+                return (className, ControlNetWeights(root, source, configPath, options));
+            case "StableCascadeUNet":
+            {
+                var unet = DiffusersConfigs.ReadStableCascadeUNet(configPath);
+                // the prior maps CLIP text and image embeddings, the decoder the prior's latents (effnet)
+                string stage = unet.ClipTextChannels is not null ? StableCascadeArchitecture.Prior : StableCascadeArchitecture.Decoder;
+                return (className, [new(WeightsIn(root, "diffusion_pytorch_model"), c => new CheckpointKeys(c),
+                    [Component(stage, s => StableCascadeUNet.Build(unet, s, export, stage))])]);
+            }
+            case "PaellaVQModel":
+            {
+                var vqgan = DiffusersConfigs.ReadPaellaVQ(configPath);
+                return (className, [new(WeightsIn(root, "diffusion_pytorch_model"), c => new CheckpointKeys(c, c.Names.Where(IsStageAEncoderKey)),
+                    [Component(StableCascadeArchitecture.Vqgan, s => PaellaVQDecoder.Build(vqgan, s, export))])]);
+            }
             default:
                 throw new ConversionException(ConversionProblem.UnsupportedConfig, configPath,
                     $"{(className is null ? "names no _class_name" : $"_class_name is '{className}'")}; a component folder converts when it holds one of {string.Join(", ", ComponentClasses)} (or pass a whole diffusers pipeline folder with model_index.json)",
@@ -86,15 +114,19 @@ public static partial class DiffusersConverter
         }
     }
 
-    private static Plan ComponentFolderPlan(string className, string root, IReadOnlyList<WeightSource> weights) =>
-        new(className, null, null, weights, _ => { }, () => new JsonObject { ["_class_name"] = className }, root);
+    /// <summary>
+    /// Stage A's encoder (in_block, down_blocks) and codebook (vquantizer): generation only decodes, so they are known
+    /// non-weights of the converted folder, listed in the progress line rather than used.
+    /// </summary>
+    private static bool IsStageAEncoderKey(string key) =>
+        key.StartsWith("in_block.", StringComparison.Ordinal) || key.StartsWith("down_blocks.", StringComparison.Ordinal) || key.StartsWith("vquantizer.", StringComparison.Ordinal);
 
     /// <summary>
     /// A ControlNetModel folder → controlnet/model.onnx (the signature OnnxControlNet runs) with its config.json plus
     /// residual_channels; with <see cref="ConvertOptions.BaseUNet"/> also unet/model.onnx, that UNet with the residual inputs,
     /// which the ControlNet folder then carries (ONNX has no optional inputs, so the plain UNet cannot take them).
     /// </summary>
-    private static Plan ControlNetPlan(string root, string source, string configPath, ConvertOptions options)
+    private static List<WeightSource> ControlNetWeights(string root, string source, string configPath, ConvertOptions options)
     {
         var controlNet = DiffusersConfigs.ReadControlNet(configPath);
         var weights = new List<WeightSource>
@@ -132,6 +164,6 @@ public static partial class DiffusersConverter
             ]));
         }
         else options.Progress?.Invoke($"{source}: ControlNet only (no --unet): generate needs a base model whose unet/model.onnx takes the residual inputs; pass --unet BASE to write that UNet beside it");
-        return new Plan("ControlNetModel", null, null, weights, _ => { }, () => new JsonObject { ["_class_name"] = "ControlNetModel" }, root);
+        return weights;
     }
 }

@@ -103,6 +103,7 @@ public static partial class DiffusersConverter
             throw new InvalidArgumentException("--unet", "applies to a ControlNet (a folder whose config.json says ControlNetModel)");
         var plan = File.Exists(root) ? SingleFilePlan(root, source, options)
             : IsComponentFolder(root) ? ComponentPlan(root, source, options)
+            : IsCascadePipeline(root) ? CascadePlan(root, source, options)
             : Directory.Exists(root) ? DiffusersPlan(root, source, options)
             : throw new ConversionException(ConversionProblem.MissingComponent, source, "not found; pass a diffusers model folder or a single-file .safetensors checkpoint");
 
