@@ -160,7 +160,7 @@ public static class StableCascadeArchitecture
         ["scaler"] = 1.0,
     };
 
-    private static JsonObject UNetJson(StableCascadeUNetConfig u, int sampleSize)
+    internal static JsonObject UNetJson(StableCascadeUNetConfig u, int sampleSize)
     {
         static JsonNode? Optional(int? value) => value is int v ? v : null;
         return new JsonObject

@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using EdgeDiffusion.Architectures;
 
 namespace EdgeDiffusion.Conversion;
 
@@ -59,5 +60,56 @@ public static partial class DiffusersConverter
                 foreach (var name in leftOut) written[name] = new JsonArray(null, null);
                 return written;
             }, root);
+    }
+
+    /// <summary>The Stable Cascade stage presets --arch names for a single-file stage (the lite models, whose shapes the builders are checked against).</summary>
+    public static IReadOnlyDictionary<string, StableCascadeUNetConfig> CascadeStagePresets { get; } = new Dictionary<string, StableCascadeUNetConfig>(StringComparer.OrdinalIgnoreCase)
+    {
+        ["cascade-prior-lite"] = StableCascadeUNetConfig.PriorLite,
+        ["cascade-decoder-lite"] = StableCascadeUNetConfig.DecoderLite,
+    };
+
+    /// <summary>
+    /// Stability's single-file Stage C or Stage B (<see cref="StabilityCascadeCheckpoint"/>): it carries no config, so the
+    /// architecture is --config's config.json (a diffusers prior/ or decoder/ folder's) or an --arch stage preset; written as
+    /// prior/ or decoder/ (model.onnx + config.json) with a model_index.json naming StableCascadeUNet.
+    /// </summary>
+    private static Plan CascadeStagePlan(string file, string source, IReadOnlyCollection<string> names, ConvertOptions options)
+    {
+        string stage = StabilityCascadeCheckpoint.StageOf(names);
+        string stageName = stage == StableCascadeArchitecture.Prior ? "Stage C (prior)" : "Stage B (decoder)";
+        if (options.TokenizerFolder is not null)
+            throw new InvalidArgumentException("--tokenizer", $"does not apply to {source}, a Stable Cascade {stageName} checkpoint (it has no text encoder)");
+        StableCascadeUNetConfig config;
+        Func<JsonObject> configJson;
+        string architecture;
+        if (options.ConfigFolder is { } given)
+        {
+            if (!string.Equals(options.Architecture, "auto", StringComparison.OrdinalIgnoreCase))
+                throw new InvalidArgumentException("--arch", "give either --config or --arch, not both");
+            string configPath = Directory.Exists(given) ? Path.Combine(given, "config.json") : given;
+            config = DiffusersConfigs.ReadStableCascadeUNet(configPath);
+            configJson = () => SourceConfig(configPath);
+            architecture = $"the architecture read from {configPath}";
+        }
+        else if (CascadeStagePresets.TryGetValue(options.Architecture, out var preset))
+        {
+            config = preset;
+            var lite = StableCascadeConfig.Lite;
+            configJson = () => StableCascadeArchitecture.UNetJson(preset, preset.ClipTextChannels is null ? lite.DecoderLatentSize : lite.PriorLatentSize);
+            architecture = $"--arch {options.Architecture.ToLowerInvariant()}";
+        }
+        else
+            throw new ConversionException(ConversionProblem.UnsupportedConfig, source,
+                $"is a Stable Cascade {stageName} checkpoint, which carries no config; pass --config DIR (the config.json of the matching diffusers {stage}/ folder) or --arch {(stage == StableCascadeArchitecture.Prior ? "cascade-prior-lite" : "cascade-decoder-lite")} for the lite model");
+        string configStage = config.ClipTextChannels is not null ? StableCascadeArchitecture.Prior : StableCascadeArchitecture.Decoder;
+        if (configStage != stage)
+            throw new ConversionException(ConversionProblem.ArchitectureMismatch, source,
+                $"is a Stable Cascade {stageName} checkpoint but {architecture} describes the {configStage}; pass the {stage}'s config");
+        options.Progress?.Invoke($"{Path.GetFileName(file)}: Stable Cascade {stageName} single-file checkpoint, {names.Count:N0} tensors; {architecture}");
+        return new Plan("StableCascadeUNet", null, null,
+            [new(file, c => new CheckpointKeys(c, locate: name => StabilityCascadeCheckpoint.Locate(name, c.Contains), architectureSource: architecture),
+                [new(stage, s => StableCascadeUNet.Build(config, s, new ExportOptions(), stage), configJson)])],
+            _ => { }, () => new JsonObject { ["_class_name"] = "StableCascadeUNet" }, file);
     }
 }

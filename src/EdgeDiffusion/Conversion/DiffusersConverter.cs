@@ -207,6 +207,7 @@ public static partial class DiffusersConverter
         IReadOnlyDictionary<string, long[]> shapes;
         using (var checkpoint = SafetensorsCheckpoint.Open(file))
             shapes = checkpoint.Names.ToDictionary(n => n, n => checkpoint.Get(n).Shape.ToArray(), StringComparer.Ordinal);
+        if (StabilityCascadeCheckpoint.Is([.. shapes.Keys])) return CascadeStagePlan(file, source, [.. shapes.Keys], options);
         var family = LdmCheckpoint.FamilyOf([.. shapes.Keys], file);
 
         StableDiffusionConfig config;

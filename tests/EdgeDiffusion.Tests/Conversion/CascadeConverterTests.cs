@@ -79,4 +79,38 @@ public class CascadeConverterTests(ITestOutputHelper output)
         Assert.DoesNotContain('\n', e.Message);
         Assert.False(Directory.Exists(output));
     }
+
+    [Theory]
+    [InlineData("stage_c.safetensors", "prior_prior", "prior")]
+    [InlineData("stage_b.safetensors", "decoder", "decoder")]
+    public void StabilitySingleFile_FusedAttention_MatchesThePyTorchReference(string file, string configFolder, string component)
+    {
+        // the same stored values as the diffusers folder, with q/k/v fused into attn.in_proj_* (and Stage B's clip_mapper)
+        string dir = Path.Combine(TestData.NewTempDir("edgediff-convert-cascade"), "out");
+        DiffusersConverter.Convert(Path.Combine(PyTorchReference.FixtureDir, "tiny-cascade-stability", file), dir,
+            new ConvertOptions { ConfigFolder = Path.Combine(Source, configFolder) });
+        var reference = PyTorchReference.Load("tiny-cascade.reference.json")[configFolder]!;
+        PyTorchReference.AssertMatches(reference, Path.Combine(dir, component, "model.onnx"), output, $"{file} {component}");
+    }
+
+    [Fact]
+    public void StabilitySingleFile_WithoutConfig_SaysWhatToPass()
+    {
+        string output = Path.Combine(TestData.NewTempDir("edgediff-convert"), "out");
+        var e = Assert.Throws<ConversionException>(() => DiffusersConverter.Convert(Path.Combine(PyTorchReference.FixtureDir, "tiny-cascade-stability", "stage_c.safetensors"), output));
+        Assert.Equal(ConversionProblem.UnsupportedConfig, e.Problem);
+        Assert.Contains("Stage C", e.Message);
+        Assert.Contains("--config", e.Message);
+        Assert.Contains("--arch cascade-prior-lite", e.Message);
+        Assert.False(Directory.Exists(output));
+    }
+
+    [Fact]
+    public void StabilitySingleFile_ShapesAreCheckedAgainstTheLitePreset()
+    {
+        var e = Assert.Throws<ConversionException>(() => DiffusersConverter.Convert(Path.Combine(PyTorchReference.FixtureDir, "tiny-cascade-stability", "stage_b.safetensors"),
+            Path.Combine(TestData.NewTempDir("edgediff-convert"), "out"), new ConvertOptions { Architecture = "cascade-decoder-lite" }));
+        Assert.Equal(ConversionProblem.ShapeMismatch, e.Problem);
+        Assert.Contains("clip_mapper.weight", e.Message);
+    }
 }
