@@ -355,10 +355,14 @@ public static partial class DiffusersConverter
     /// <summary>The component's weights: name.safetensors, else the fp16 variant, else a sharded index. Pickled .bin weights are refused.</summary>
     private static string Weights(string root, string component, string stem) => WeightsIn(Path.Combine(root, component), stem);
 
-    /// <summary>The weights file in a component folder: stem.safetensors, else the fp16 variant, else a sharded index.</summary>
+    /// <summary>
+    /// The weights file in a component folder: stem.safetensors, else the fp16 variant, else the bf16 one (Stable Cascade
+    /// ships bf16 variants), else a sharded index of one of them.
+    /// </summary>
     private static string WeightsIn(string dir, string stem)
     {
-        foreach (var candidate in new[] { $"{stem}.safetensors", $"{stem}.fp16.safetensors", $"{stem}.safetensors.index.json", $"{stem}.fp16.safetensors.index.json" })
+        foreach (var candidate in new[] { $"{stem}.safetensors", $"{stem}.fp16.safetensors", $"{stem}.bf16.safetensors",
+                     $"{stem}.safetensors.index.json", $"{stem}.fp16.safetensors.index.json", $"{stem}.bf16.safetensors.index.json" })
         {
             string path = Path.Combine(dir, candidate);
             if (File.Exists(path)) return path;
@@ -366,7 +370,7 @@ public static partial class DiffusersConverter
         string hint = File.Exists(Path.Combine(dir, $"{stem}.bin")) || File.Exists(Path.Combine(dir, $"{stem}.fp16.bin"))
             ? $"; only .bin (pickle) weights are there, which are not read: download the .safetensors files"
             : "";
-        throw new ConversionException(ConversionProblem.MissingComponent, dir, $"has no {stem}.safetensors (nor .fp16.safetensors or a sharded index){hint}");
+        throw new ConversionException(ConversionProblem.MissingComponent, dir, $"has no {stem}.safetensors (nor a .fp16 / .bf16 variant or a sharded index){hint}");
     }
 
     /// <summary>The tokenizer's vocab.json and merges.txt must be there, and every id must have a row in the text encoder's embedding.</summary>

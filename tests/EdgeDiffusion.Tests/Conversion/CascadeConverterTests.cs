@@ -113,4 +113,17 @@ public class CascadeConverterTests(ITestOutputHelper output)
         Assert.Equal(ConversionProblem.ShapeMismatch, e.Problem);
         Assert.Contains("clip_mapper.weight", e.Message);
     }
+
+    [Fact]
+    public void Bf16VariantWeights_AreFound()
+    {
+        // Stable Cascade's repositories ship diffusion_pytorch_model.bf16.safetensors beside (or instead of) the plain file
+        string stage = Path.Combine(TestData.NewTempDir("edgediff-convert-src"), "vqgan");
+        Directory.CreateDirectory(stage);
+        File.Copy(Path.Combine(Source, "vqgan", "config.json"), Path.Combine(stage, "config.json"));
+        File.Copy(Path.Combine(Source, "vqgan", "diffusion_pytorch_model.safetensors"), Path.Combine(stage, "diffusion_pytorch_model.bf16.safetensors"));
+        string dir = Path.Combine(TestData.NewTempDir("edgediff-convert-cascade"), "out");
+        DiffusersConverter.Convert(stage, dir);
+        PyTorchReference.AssertMatches(PyTorchReference.Load("tiny-cascade.reference.json")["vqgan"]!, Path.Combine(dir, "vqgan", "model.onnx"), output, "vqgan (bf16 variant)");
+    }
 }
