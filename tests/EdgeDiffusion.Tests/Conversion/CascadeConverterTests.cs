@@ -126,4 +126,14 @@ public class CascadeConverterTests(ITestOutputHelper output)
         DiffusersConverter.Convert(stage, dir);
         PyTorchReference.AssertMatches(PyTorchReference.Load("tiny-cascade.reference.json")["vqgan"]!, Path.Combine(dir, "vqgan", "model.onnx"), output, "vqgan (bf16 variant)");
     }
+
+    [Fact]
+    public void Float16Dtype_DecoderWithRepeatedLevels_MatchesThePyTorchReference()
+    {
+        // the decoder's weights are stored F16, so kept float16 they are the same values; the repeated up level reads its
+        // shared weights through the same Cast as its first run
+        string dir = Path.Combine(TestData.NewTempDir("edgediff-convert-cascade"), "out");
+        DiffusersConverter.Convert(Path.Combine(Source, "decoder"), dir, new ConvertOptions { DType = "float16" });
+        PyTorchReference.AssertMatches(PyTorchReference.Load("tiny-cascade.reference.json")["decoder"]!, Path.Combine(dir, "decoder", "model.onnx"), output, "decoder (float16)");
+    }
 }
