@@ -55,10 +55,11 @@ public sealed record ConversionResult(string Architecture, StableDiffusionConfig
     CompressionReport? Compression = null);
 
 /// <summary>
-/// Converts a Stable Diffusion checkpoint into an EdgeDiffusion ONNX folder: a diffusers folder (model_index.json, unet/,
-/// vae/, text_encoder/, tokenizer/, scheduler/ with safetensors weights; the architecture read from each config.json) or a
+/// Converts a checkpoint into EdgeDiffusion ONNX: a diffusers Stable Diffusion folder (model_index.json, unet/, vae/,
+/// text_encoder/, tokenizer/, scheduler/ with safetensors weights; the architecture read from each config.json), a
 /// single-file SD 1.x / 2.x checkpoint in the original LDM layout (<see cref="LdmCheckpoint"/>; the architecture read
-/// from its shapes). The graphs are built by the same builders as create-model with every parameter taken from the
+/// from its shapes), one component folder (UNet, VAE, CLIP text, ControlNet, Stable Cascade stage), a diffusers Stable
+/// Cascade folder, or Stability's single-file Cascade stages (<see cref="StabilityCascadeCheckpoint"/>). The graphs are built by the same builders as create-model with every parameter taken from the
 /// checkpoint (<see cref="CheckpointParameters"/>), and every checkpoint tensor must be used exactly once (or be a listed
 /// known non-weight). The output is staged in a temporary folder beside the target and moved in when complete; the
 /// source is only read.
@@ -155,6 +156,10 @@ public static partial class DiffusersConverter
         string vaeWeights = Weights(root, "vae", "diffusion_pytorch_model");
         string textWeights = Weights(root, "text_encoder", "model");
         string tokenizer = Path.Combine(root, "tokenizer");
+        // a StableDiffusionControlNetPipeline: the base model is converted here, its ControlNet as its own folder (generate
+        // takes it with --control-model), so the plain UNet stays without residual inputs
+        if (IsComponentOf(Path.Combine(root, SDA.ControlNetComponent), "ControlNetModel"))
+            options.Progress?.Invoke($"{Path.Combine(source, SDA.ControlNetComponent)}: not part of this conversion; convert it with: edgediff convert {Path.Combine(source, SDA.ControlNetComponent)} -o OUT --unet {source}");
         var components = SDA.Components(config, new ExportOptions()).ToDictionary(c => c.Name);
         return new Plan(config.Name, config, preset,
         [
