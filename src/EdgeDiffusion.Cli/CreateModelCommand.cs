@@ -13,9 +13,10 @@ public static class CreateModelCommand
         var output = new Option<string>("--output", "-o") { Description = "folder to write (created; model files in it are replaced)", Required = true };
         var seed = new Option<ulong>("--seed") { Description = "seed of the random weights", DefaultValueFactory = _ => 0 };
         var tokenizer = new Option<string?>("--tokenizer") { Description = "a folder with a CLIP vocab.json + merges.txt to copy into tokenizer/ (default: a tiny byte-level vocabulary)" };
+        var controlNet = new Option<bool>("--controlnet") { Description = "write a random-weight ControlNet for the Stable Diffusion architecture instead (controlnet/ + unet/ taking its residuals; the UNet is the --arch folder's of the same --seed): generate --model BASE --control-model OUT" };
         var command = new Command("create-model", "Write a diffusers-style ONNX folder with random weights and the exact shapes of a known architecture (pictures are noise; time and memory are real).")
         {
-            arch, output, seed, tokenizer,
+            arch, output, seed, tokenizer, controlNet,
         };
         command.SetAction(result => VerbRunner.Run(() =>
         {
@@ -28,12 +29,16 @@ public static class CreateModelCommand
             var sw = Stopwatch.StartNew();
             var cascade = StableCascadeConfig.Presets.FirstOrDefault(p => string.Equals(p.Name, name, StringComparison.OrdinalIgnoreCase));
             string configName = cascade?.Name ?? StableDiffusionConfig.Preset(name).Name;
-            var written = cascade is not null
+            if (result.GetValue(controlNet) && cascade is not null)
+                throw new InvalidArgumentException("--controlnet", $"applies to Stable Diffusion architectures; {cascade.Name} is a Stable Cascade one");
+            var written = result.GetValue(controlNet)
+                ? StableDiffusionArchitecture.WriteControlNetFolder(StableDiffusionConfig.Preset(name), result.GetValue(output)!, result.GetValue(seed), options)
+                : cascade is not null
                 ? StableCascadeArchitecture.WriteFolder(cascade, result.GetValue(output)!, result.GetValue(seed), options)
                 : StableDiffusionArchitecture.WriteFolder(StableDiffusionConfig.Preset(name), result.GetValue(output)!, result.GetValue(seed), options);
             foreach (var c in written)
                 Console.Out.WriteLine($"{c.Name,-13} {InspectCommand.Count(c.Parameters),15} parameters  {InspectCommand.Bytes(c.FileBytes),10}{(c.ExternalData ? "  (external data)" : "")}");
-            Console.Out.WriteLine(FormattableString.Invariant($"wrote {result.GetValue(output)} ({configName}) in {sw.Elapsed.TotalSeconds:0.0} s; random weights: its pictures are noise"));
+            Console.Out.WriteLine(FormattableString.Invariant($"wrote {result.GetValue(output)} ({configName}{(result.GetValue(controlNet) ? " ControlNet" : "")}) in {sw.Elapsed.TotalSeconds:0.0} s; random weights: its pictures are noise"));
             return 0;
         }));
         return command;

@@ -30,6 +30,13 @@ public sealed record ExportOptions
     /// </summary>
     public int? UNetBatch { get; init; }
 
+    /// <summary>
+    /// Whether the UNet takes ControlNet residuals: inputs <c>down_block_{i}_additional_residual</c> added to its skips and
+    /// <c>mid_block_additional_residual</c> added to the mid block's output (ONNX has no optional inputs, so a UNet either
+    /// always takes them or never).
+    /// </summary>
+    public bool ControlNetResiduals { get; init; }
+
     /// <summary>Whether the text encoder's input_ids are int64 rather than int32.</summary>
     public bool Int64InputIds { get; init; }
 

@@ -79,6 +79,9 @@ public static class StableCascadeArchitecture
     public const string Decoder = "decoder";
     public const string VaeDecoder = "vae_decoder";
 
+    /// <summary>Stage A's folder in diffusers' Stable Cascade pipelines (this project's own folders call it vae_decoder).</summary>
+    public const string Vqgan = "vqgan";
+
     /// <summary>Parameter counts per component (vae_decoder: Stage A's decoding path, no codebook), from shapes-only builds.</summary>
     public static IReadOnlyDictionary<string, long> ParameterCounts(StableCascadeConfig config)
     {
@@ -157,7 +160,7 @@ public static class StableCascadeArchitecture
         ["scaler"] = 1.0,
     };
 
-    private static JsonObject UNetJson(StableCascadeUNetConfig u, int sampleSize)
+    internal static JsonObject UNetJson(StableCascadeUNetConfig u, int sampleSize)
     {
         static JsonNode? Optional(int? value) => value is int v ? v : null;
         return new JsonObject

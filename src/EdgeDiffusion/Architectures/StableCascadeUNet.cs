@@ -211,12 +211,25 @@ public static class StableCascadeUNet
     }
 
     /// <summary>The forward pass; one method per diffusers module.</summary>
-    private sealed class CascadeGraph(Layers declaring, StableCascadeUNetConfig c)
+    private sealed class CascadeGraph
     {
-        private readonly Layers _declaring = declaring;
-        private readonly GraphBuilder g = declaring.G;
-        private readonly Layers _reusing = new(declaring.G, new AlreadyDeclaredParameters());
-        private Layers L = declaring;
+        private readonly Layers _declaring;
+        private readonly GraphBuilder g;
+        private readonly Layers _reusing;
+        private readonly StableCascadeUNetConfig c;
+        private Layers L;
+
+        public CascadeGraph(Layers declaring, StableCascadeUNetConfig config)
+        {
+            // The values parameters are read through are recorded as declared: a sink may return another value than the
+            // initializer (a float16 weight's Cast to float32), and repeated runs must read the same one.
+            var recorded = new RecordingParameters(declaring.Sink);
+            g = declaring.G;
+            c = config;
+            _declaring = L = new Layers(g, recorded);
+            _reusing = new Layers(g, new AlreadyDeclaredParameters(recorded.Values));
+        }
+
         private readonly Dictionary<long, string> _ones = [];
         private string[] _timeChunks = [];
         private string _clip = "";
@@ -447,10 +460,19 @@ public static class StableCascadeUNet
     }
 
     /// <summary>Hands back parameters already in the graph under their names, declaring nothing (for modules run more than once).</summary>
-    private sealed class AlreadyDeclaredParameters : ParameterSink
+    /// <summary>Declares through <paramref name="inner"/> and records the value each parameter is read through.</summary>
+    private sealed class RecordingParameters(ParameterSink inner) : ParameterSink
+    {
+        public Dictionary<string, string> Values { get; } = new(StringComparer.Ordinal);
+
+        protected override string Create(GraphBuilder builder, ParameterInfo parameter) => Values[parameter.Name] = inner.Declare(builder, parameter);
+    }
+
+    /// <summary>Refers to parameters declared before (a repeated level's shared weights): the value they were read through.</summary>
+    private sealed class AlreadyDeclaredParameters(IReadOnlyDictionary<string, string> declared) : ParameterSink
     {
         protected override string Create(GraphBuilder builder, ParameterInfo parameter) =>
-            builder.IsDefined(parameter.Name) ? parameter.Name
+            declared.TryGetValue(parameter.Name, out var value) ? value
                 : throw new InvalidOperationException($"'{parameter.Name}' is reused before it is declared");
     }
 }

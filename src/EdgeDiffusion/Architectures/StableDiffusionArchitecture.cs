@@ -41,6 +41,7 @@ public static class StableDiffusionArchitecture
     public const string UNet = "unet";
     public const string VaeDecoder = "vae_decoder";
     public const string VaeEncoder = "vae_encoder";
+    public const string ControlNetComponent = "controlnet";
 
     /// <summary>Parameter counts per component (vae_encoder includes quant_conv, vae_decoder post_quant_conv), from shapes-only builds.</summary>
     public static IReadOnlyDictionary<string, long> ParameterCounts(StableDiffusionConfig config)
@@ -65,6 +66,50 @@ public static class StableDiffusionArchitecture
         options ??= new FolderWriteOptions();
         config.Validate();
         return WriteStaged(folder, staging => WriteInto(config, staging, seed, options));
+    }
+
+    /// <summary>
+    /// Writes a ControlNet folder for <paramref name="config"/>'s UNet with seeded random weights: controlnet/model.onnx
+    /// (diffusers' ControlNetModel at the UNet's sizes, conditioning embedding [16, 32, 96, 256]) and unet/model.onnx, the
+    /// UNet taking its residuals. The UNet draws from the same stream as <see cref="WriteFolder"/>'s unet with the same seed,
+    /// so it is that folder's UNet with the residual inputs; <c>generate --model BASE --control-model FOLDER</c> runs the pair.
+    /// </summary>
+    public static IReadOnlyList<WrittenComponent> WriteControlNetFolder(StableDiffusionConfig config, string folder, ulong seed, FolderWriteOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        if (string.IsNullOrWhiteSpace(folder)) throw new InvalidArgumentException(nameof(folder), "needs a folder path");
+        options ??= new FolderWriteOptions();
+        config.Validate();
+        var controlNet = new ControlNetConfig(config.UNet, ControlNetConfig.DefaultConditioningEmbeddingChannels);
+        Component[] components =
+        [
+            new(ControlNetComponent, s => ControlNetModel.Build(controlNet, s, options.Export), () =>
+            {
+                var json = UNetJson(config);
+                json["_class_name"] = "ControlNetModel";
+                json["conditioning_embedding_out_channels"] = Ints(controlNet.ConditioningEmbeddingChannels);
+                json["residual_channels"] = Ints(controlNet.ResidualChannels);
+                return json;
+            }),
+            new(UNet, s => UNet2DConditionModel.Build(config.UNet, s, options.Export with { ControlNetResiduals = true }), () => UNetJson(config)),
+        ];
+        return WriteStaged(folder, root =>
+        {
+            var written = new List<WrittenComponent>();
+            foreach (var component in components)
+            {
+                string dir = Path.Combine(root, component.Name);
+                Directory.CreateDirectory(dir);
+                written.Add(WriteComponent(component, dir, seed, options));
+                WriteJson(Path.Combine(dir, "config.json"), component.Config());
+            }
+            WriteJson(Path.Combine(root, "model_index.json"), new JsonObject
+            {
+                ["_class_name"] = "ControlNetModel",
+                ["_edgediffusion"] = new JsonObject { ["base_model"] = config.Name, ["weights"] = "random", ["seed"] = seed.ToString(System.Globalization.CultureInfo.InvariantCulture) },
+            });
+            return written;
+        });
     }
 
     /// <summary>Runs <paramref name="writeInto"/> on a staging folder and moves its files into <paramref name="folder"/> only when it completes.</summary>

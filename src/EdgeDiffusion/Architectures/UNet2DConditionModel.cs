@@ -63,11 +63,38 @@ public static class UNet2DConditionModel
     {
         config.Validate();
         options ??= new ExportOptions();
-        if (options.UNetBatch is < 1) throw new InvalidArgumentException(nameof(options.UNetBatch), "a fixed batch must be at least 1");
         var g = new GraphBuilder(options.Opset, "unet");
         var L = new Layers(g, sink);
-        Dim batch = options.UNetBatch is int b ? b : "batch_size";
+        var (sample, timestep, context, batch) = DeclareInputs(g, config, options);
 
+        var unet = new UNetGraph(L, config, context);
+        unet.TimeEmbedding(timestep);
+        var h = L.Conv2d(sample, "conv_in", config.InChannels, config.BlockOutChannels[0], 3);
+        var skips = unet.DownBlocks(ref h);
+        h = unet.MidBlock(h);
+        if (options.ControlNetResiduals)
+        {
+            // UNet2DConditionModel adds down_block_additional_residuals to the skips and mid_block_additional_residual to the mid block's output
+            for (int i = 0; i < skips.Count; i++)
+            {
+                string name = ControlNetModel.DownResidualName(i);
+                g.Input(name, DT.Float, ControlNetModel.ResidualDims(name, batch, skips[i].Channels));
+                skips[i] = (g.Add(skips[i].Value, name), skips[i].Channels);
+            }
+            g.Input(ControlNetModel.MidResidualName, DT.Float, ControlNetModel.ResidualDims(ControlNetModel.MidResidualName, batch, config.BlockOutChannels[^1]));
+            h = g.Add(h, ControlNetModel.MidResidualName);
+        }
+        var y = unet.UpBlocksAndOut(h, skips);
+        g.Identity(y, "out_sample");
+        g.Output("out_sample", DT.Float, [batch, config.OutChannels, "height", "width"]);
+        return g.Build();
+    }
+
+    /// <summary>sample [batch, in, height, width], timestep (the options' type), encoder_hidden_states [batch, sequence, cross_dim]: what the UNet and its ControlNet take.</summary>
+    internal static (string Sample, string Timestep, string Context, Dim Batch) DeclareInputs(GraphBuilder g, UNetConfig config, ExportOptions options)
+    {
+        if (options.UNetBatch is < 1) throw new InvalidArgumentException(nameof(options.UNetBatch), "a fixed batch must be at least 1");
+        Dim batch = options.UNetBatch is int b ? b : "batch_size";
         var sample = g.Input("sample", DT.Float, [batch, config.InChannels, "height", "width"]);
         var timestep = options.Timestep switch
         {
@@ -77,12 +104,7 @@ public static class UNet2DConditionModel
             _ => g.Input("timestep", DT.Float, []),
         };
         var context = g.Input("encoder_hidden_states", DT.Float, [batch, "sequence_length", config.CrossAttentionDim]);
-
-        var unet = new UNetGraph(L, config, context);
-        var y = unet.Forward(sample, timestep);
-        g.Identity(y, "out_sample");
-        g.Output("out_sample", DT.Float, [batch, config.OutChannels, "height", "width"]);
-        return g.Build();
+        return (sample, timestep, context, batch);
     }
 
     /// <summary>The parameters (name, shape) of a config, from a shapes-only build.</summary>
@@ -108,29 +130,38 @@ public static class UNet2DConditionModel
         return g.Concat([g.Cos(args), g.Sin(args)], 1);
     }
 
-    /// <summary>The forward pass, one method per diffusers module kind; tracks channel counts to size each layer.</summary>
-    private sealed class UNetGraph(Layers L, UNetConfig c, string context)
+    /// <summary>
+    /// The forward pass in the parts UNet2DConditionModel and ControlNetModel share, one method per diffusers module kind;
+    /// tracks channel counts to size each layer. Module names are relative to the scope it is built in.
+    /// </summary>
+    internal sealed class UNetGraph(Layers L, UNetConfig c, string context)
     {
         private readonly GraphBuilder g = L.G;
         private string _temb = "";
 
-        public string Forward(string sample, string timestep)
+        /// <summary>time_embedding (linear_1, SiLU, linear_2) of the sinusoid; every ResnetBlock2D built after it adds its projection.</summary>
+        public void TimeEmbedding(string timestep)
+        {
+            long tembDim = c.TimeEmbeddingDim;
+            var t = TimestepSinusoid(g, timestep, c.BlockOutChannels[0]);
+            using (L.Scope("time_embedding"))
+            {
+                t = L.Linear(t, "linear_1", c.BlockOutChannels[0], tembDim, input2D: true);
+                _temb = L.Linear(g.SiLU(t), "linear_2", tembDim, tembDim, input2D: true);
+            }
+        }
+
+        /// <summary>
+        /// down_blocks from conv_in's output <paramref name="h"/> (left as the last level's output): the skips in diffusers'
+        /// order (conv_in's output, each resnet/attention pair's, each downsampler's), which the up blocks take from the end
+        /// and a ControlNet turns into its down_block residuals.
+        /// </summary>
+        public List<(string Value, long Channels)> DownBlocks(ref string h)
         {
             var ch = c.BlockOutChannels;
             int n = ch.Count;
-            long tembDim = c.TimeEmbeddingDim;
-            var t = TimestepSinusoid(g, timestep, ch[0]);
-            using (L.Scope("time_embedding"))
-            {
-                t = L.Linear(t, "linear_1", ch[0], tembDim, input2D: true);
-                _temb = L.Linear(g.SiLU(t), "linear_2", tembDim, tembDim, input2D: true);
-            }
-
-            var h = L.Conv2d(sample, "conv_in", c.InChannels, ch[0], 3);
-            var skips = new Stack<(string Value, long Channels)>();
-            skips.Push((h, ch[0]));
+            var skips = new List<(string Value, long Channels)> { (h, ch[0]) };
             long hc = ch[0];
-
             for (int i = 0; i < n; i++)
                 using (L.Scope($"down_blocks.{i}"))
                 {
@@ -139,29 +170,43 @@ public static class UNet2DConditionModel
                         h = Resnet(h, $"resnets.{j}", hc, ch[i]);
                         hc = ch[i];
                         if (c.CrossAttention[i]) h = Transformer(h, $"attentions.{j}", hc, c.Heads[i]);
-                        skips.Push((h, hc));
+                        skips.Add((h, hc));
                     }
                     if (i < n - 1)
                     {
                         h = L.Downsample2D(h, "downsamplers.0", hc);
-                        skips.Push((h, hc));
+                        skips.Add((h, hc));
                     }
                 }
+            return skips;
+        }
 
+        /// <summary>UNetMidBlock2DCrossAttn: resnet, transformer, resnet at the last level's width.</summary>
+        public string MidBlock(string h)
+        {
+            long hc = c.BlockOutChannels[^1];
             using (L.Scope("mid_block"))
             {
                 h = Resnet(h, "resnets.0", hc, hc);
-                h = Transformer(h, "attentions.0", hc, c.Heads[n - 1]);
-                h = Resnet(h, "resnets.1", hc, hc);
+                h = Transformer(h, "attentions.0", hc, c.Heads[^1]);
+                return Resnet(h, "resnets.1", hc, hc);
             }
+        }
 
+        /// <summary>up_blocks (each resnet taking the last remaining skip), conv_norm_out, SiLU, conv_out.</summary>
+        public string UpBlocksAndOut(string h, List<(string Value, long Channels)> skips)
+        {
+            var ch = c.BlockOutChannels;
+            int n = ch.Count;
+            long hc = ch[^1];
+            int next = skips.Count;
             for (int i = 0; i < n; i++)
                 using (L.Scope($"up_blocks.{i}"))
                 {
                     int level = n - 1 - i; // up blocks mirror the down levels
                     for (int j = 0; j <= c.LayersPerBlock; j++)
                     {
-                        var (skip, sc) = skips.Pop();
+                        var (skip, sc) = skips[--next];
                         h = Resnet(g.Concat([h, skip], 1), $"resnets.{j}", hc + sc, ch[level]);
                         hc = ch[level];
                         if (c.CrossAttention[level]) h = Transformer(h, $"attentions.{j}", hc, c.Heads[level]);

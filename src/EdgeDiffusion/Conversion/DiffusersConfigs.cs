@@ -16,10 +16,45 @@ public static class DiffusersConfigs
     {
         var j = new Reader(path);
         j.Class("UNet2DConditionModel");
+        var config = ReadDownHalf(j, j.Int("out_channels", 4));
+        var expectedUp = config.CrossAttention.Reverse().Select(x => x ? "CrossAttnUpBlock2D" : "UpBlock2D").ToList();
+        var up = j.Strings("up_block_types");
+        if (!up.SequenceEqual(expectedUp))
+            throw j.Unsupported("up_block_types", $"is [{string.Join(", ", up)}]; supported: the mirror of down_block_types, [{string.Join(", ", expectedUp)}]");
+        j.Expect("conv_out_kernel", 3);
+        j.Expect("resnet_out_scale_factor", 1);
+        j.Expect("class_embeddings_concat", false);
+        foreach (var key in new[] { "time_cond_proj_dim", "timestep_post_act", "time_embedding_dim", "time_embedding_act_fn",
+                     "cross_attention_norm", "reverse_transformer_layers_per_block" })
+            j.Expect(key, null);
+        return (config, j.Int("sample_size"));
+    }
+
+    /// <summary>ControlNetModel's config.json → the ControlNet record (the down half of its UNet and the conditioning embedding).</summary>
+    public static ControlNetConfig ReadControlNet(string path)
+    {
+        var j = new Reader(path);
+        j.Class("ControlNetModel");
+        var unet = ReadDownHalf(j, outChannels: 4);
+        j.Expect("controlnet_conditioning_channel_order", "rgb");
+        j.Expect("global_pool_conditions", false);
+        var config = new ControlNetConfig(unet,
+            j.Has("conditioning_embedding_out_channels") ? j.Ints("conditioning_embedding_out_channels") : ControlNetConfig.DefaultConditioningEmbeddingChannels,
+            j.Int("conditioning_channels", 3));
+        j.Try(config.Validate, "conditioning_embedding_out_channels");
+        return config;
+    }
+
+    /// <summary>
+    /// What UNet2DConditionModel and ControlNetModel configs share: the levels, their block types, heads, widths and norms of
+    /// the time embedding, conv_in, down blocks and mid block; every key that would change that computation and is not
+    /// implemented is refused.
+    /// </summary>
+    private static UNetConfig ReadDownHalf(Reader j, int outChannels)
+    {
         var blocks = j.Ints("block_out_channels");
         int n = blocks.Count;
         var down = j.Strings("down_block_types");
-        var up = j.Strings("up_block_types");
         if (down.Count != n) throw j.Unsupported("down_block_types", $"has {down.Count} entries but block_out_channels has {n}");
         var cross = new bool[n];
         for (int i = 0; i < n; i++)
@@ -29,9 +64,6 @@ public static class DiffusersConfigs
                 "DownBlock2D" => false,
                 _ => throw j.Unsupported("down_block_types", $"entry {i} is '{down[i]}'; supported: CrossAttnDownBlock2D, DownBlock2D"),
             };
-        var expectedUp = cross.Reverse().Select(x => x ? "CrossAttnUpBlock2D" : "UpBlock2D").ToList();
-        if (!up.SequenceEqual(expectedUp))
-            throw j.Unsupported("up_block_types", $"is [{string.Join(", ", up)}]; supported: the mirror of down_block_types, [{string.Join(", ", expectedUp)}]");
         j.Expect("mid_block_type", "UNetMidBlock2DCrossAttn");
 
         // diffusers: num_attention_heads = num_attention_heads or attention_head_dim, and it refuses a set num_attention_heads
@@ -39,7 +71,7 @@ public static class DiffusersConfigs
         var heads = j.IntOrInts("attention_head_dim", n);
         int crossDim = j.Int("cross_attention_dim");
         var config = new UNetConfig(blocks, j.Int("layers_per_block"), heads, crossDim, j.Bool("use_linear_projection", false), cross,
-            j.Int("norm_num_groups", 32), j.Float("norm_eps", 1e-5f), j.Int("in_channels", 4), j.Int("out_channels", 4));
+            j.Int("norm_num_groups", 32), j.Float("norm_eps", 1e-5f), j.Int("in_channels", 4), outChannels);
 
         j.Expect("flip_sin_to_cos", true);
         j.Expect("freq_shift", 0);
@@ -53,18 +85,14 @@ public static class DiffusersConfigs
         j.Expect("only_cross_attention", false);
         j.Expect("dual_cross_attention", false);
         j.Expect("conv_in_kernel", 3);
-        j.Expect("conv_out_kernel", 3);
         j.Expect("attention_type", "default");
-        j.Expect("resnet_out_scale_factor", 1);
         j.Expect("resnet_skip_time_act", false);
-        j.Expect("class_embeddings_concat", false);
         foreach (var key in new[] { "class_embed_type", "addition_embed_type", "num_class_embeds", "encoder_hid_dim", "encoder_hid_dim_type",
-                     "projection_class_embeddings_input_dim", "time_cond_proj_dim", "timestep_post_act", "time_embedding_dim",
-                     "time_embedding_act_fn", "cross_attention_norm", "addition_time_embed_dim", "reverse_transformer_layers_per_block", "num_attention_heads" })
+                     "projection_class_embeddings_input_dim", "addition_time_embed_dim", "num_attention_heads" })
             j.Expect(key, null);
         // upcast_attention only changes the precision of half-precision attention scores: nothing to do in float32
         j.Try(config.Validate, "block_out_channels");
-        return (config, j.Int("sample_size"));
+        return config;
     }
 
     /// <summary>AutoencoderKL's config.json → the VAE record.</summary>
@@ -94,13 +122,15 @@ public static class DiffusersConfigs
         return config;
     }
 
-    /// <summary>CLIPTextModel's config.json → the text encoder record (projection_dim is not used: CLIPTextModel has no projection).</summary>
+    /// <summary>CLIPTextModel's or CLIPTextModelWithProjection's config.json → the text encoder record (CLIPTextModel's projection_dim is not used: it has no projection).</summary>
     public static ClipTextConfig ReadTextEncoder(string path)
     {
         var j = new Reader(path);
         var architectures = j.Strings("architectures", ["CLIPTextModel"]);
-        if (architectures.Count != 1 || architectures[0] != "CLIPTextModel")
-            throw j.Unsupported("architectures", $"is [{string.Join(", ", architectures)}]; supported: [CLIPTextModel] (what Stable Diffusion 1.x/2.x ship)");
+        if (architectures.Count != 1 || architectures[0] is not ("CLIPTextModel" or "CLIPTextModelWithProjection"))
+            throw j.Unsupported("architectures", $"is [{string.Join(", ", architectures)}]; supported: [CLIPTextModel] (what Stable Diffusion 1.x/2.x ship) or [CLIPTextModelWithProjection] (Stable Cascade's)");
+        // the projection is a bias-free Linear of the pooled output; CLIPTextModel's projection_dim belongs to the CLIP pair and has no weights
+        int projection = architectures[0] == "CLIPTextModelWithProjection" ? j.Int("projection_dim") : 0;
         j.Expect("model_type", "clip_text_model");
         string act = j.String("hidden_act", "quick_gelu");
         var activation = act switch
@@ -110,8 +140,54 @@ public static class DiffusersConfigs
             _ => throw j.Unsupported("hidden_act", $"is '{act}'; supported: quick_gelu, gelu"),
         };
         var config = new ClipTextConfig(j.Int("vocab_size"), j.Int("hidden_size"), j.Int("num_hidden_layers"), j.Int("num_attention_heads"),
-            j.Int("intermediate_size"), j.Int("max_position_embeddings"), activation, j.Float("layer_norm_eps", 1e-5f));
+            j.Int("intermediate_size"), j.Int("max_position_embeddings"), activation, j.Float("layer_norm_eps", 1e-5f), projection);
         j.Try(config.Validate, "hidden_size");
+        return config;
+    }
+
+    /// <summary>StableCascadeUNet's config.json (Stage C prior or Stage B decoder) → the Cascade UNet record and its sample_size.</summary>
+    public static StableCascadeUNetConfig ReadStableCascadeUNet(string path)
+    {
+        var j = new Reader(path);
+        j.Class("StableCascadeUNet");
+        var blocks = j.Ints("block_out_channels");
+        int n = blocks.Count;
+        var types = j.StringLists("block_types_per_layer").Select((level, i) => (IReadOnlyList<CascadeBlock>)[.. level.Select(t => t switch
+        {
+            "SDCascadeResBlock" => CascadeBlock.ResBlock,
+            "SDCascadeTimestepBlock" => CascadeBlock.TimestepBlock,
+            "SDCascadeAttnBlock" => CascadeBlock.AttnBlock,
+            _ => throw j.Unsupported("block_types_per_layer", $"level {i} has '{t}'; supported: SDCascadeResBlock, SDCascadeTimestepBlock, SDCascadeAttnBlock"),
+        })]).ToList();
+        int? Optional(string key) => j.Has(key) ? j.Int(key) : null;
+        var switchLevel = j.Has("switch_level") ? j.Bools("switch_level") : null;
+        var config = new StableCascadeUNetConfig(
+            InChannels: j.Int("in_channels"), OutChannels: j.Int("out_channels"), PatchSize: j.Int("patch_size"), ConditioningDim: j.Int("conditioning_dim"),
+            BlockOutChannels: blocks, Heads: j.IntOrInts("num_attention_heads", n), DownLayers: j.IntOrInts("down_num_layers_per_block", n),
+            UpLayers: j.IntOrInts("up_num_layers_per_block", n),
+            DownRepeatMappers: j.Has("down_blocks_repeat_mappers") ? j.IntOrInts("down_blocks_repeat_mappers", n) : [.. Enumerable.Repeat(1, n)],
+            UpRepeatMappers: j.Has("up_blocks_repeat_mappers") ? j.IntOrInts("up_blocks_repeat_mappers", n) : [.. Enumerable.Repeat(1, n)],
+            BlockTypes: types, ClipTextPooledChannels: j.Int("clip_text_pooled_in_channels"),
+            ClipTextChannels: Optional("clip_text_in_channels"), ClipImageChannels: Optional("clip_image_in_channels"), ClipSeq: j.Int("clip_seq", 4),
+            EffnetChannels: Optional("effnet_in_channels"), PixelMapperChannels: Optional("pixel_mapper_in_channels"),
+            TimestepConditioning: j.Strings("timestep_conditioning_type", ["sca", "crp"]), SwitchLevel: switchLevel,
+            TimestepEmbeddingDim: j.Int("timestep_ratio_embedding_dim", 64), KernelSize: j.Int("kernel_size", 3), SelfAttention: j.Bool("self_attn", true));
+        if (types.Count != n) throw j.Unsupported("block_types_per_layer", $"has {types.Count} levels but block_out_channels has {n}");
+        // dropout is identity at inference; effnet / pixel mappers and sca / crp are what the builder implements
+        j.Try(config.Validate, "block_out_channels");
+        return config;
+    }
+
+    /// <summary>PaellaVQModel's config.json (Stable Cascade's Stage A) → the VQGAN record.</summary>
+    public static PaellaVQConfig ReadPaellaVQ(string path)
+    {
+        var j = new Reader(path);
+        j.Class("PaellaVQModel");
+        int inChannels = j.Int("in_channels", 3), outChannels = j.Int("out_channels", 3);
+        if (inChannels != outChannels) throw j.Unsupported("out_channels", $"is {outChannels} but in_channels is {inChannels}; supported: equal");
+        var config = new PaellaVQConfig(j.Int("levels", 2), j.Int("bottleneck_blocks", 12), j.Int("embed_dim", 384), j.Int("latent_channels", 4),
+            j.Int("num_vq_embeddings", 8192), j.Int("up_down_scale_factor", 2), inChannels, j.Float("scale_factor", 0.3764f));
+        j.Try(config.Validate, "embed_dim");
         return config;
     }
 
@@ -159,6 +235,8 @@ public static class DiffusersConfigs
         }
 
         private static double Number(JsonNode n) => double.Parse(n.ToJsonString(), System.Globalization.CultureInfo.InvariantCulture);
+
+        public bool Has(string key) => _json[key] is not null;
 
         private JsonNode Required(string key) => _json[key] ?? throw Unsupported(key, "is missing; the converter reads it rather than guessing");
 
@@ -221,6 +299,23 @@ public static class DiffusersConfigs
             if (v is null) return fallback ?? throw Unsupported(key, "is missing; the converter reads it rather than guessing");
             if (v is not JsonArray a) throw Unsupported(key, $"is {v.ToJsonString()}; supported: a list of strings");
             return [.. a.Select(x => x is JsonValue s && s.TryGetValue(out string? t) ? t : throw Unsupported(key, $"holds {x?.ToJsonString() ?? "null"}; supported: strings"))];
+        }
+
+        public IReadOnlyList<bool> Bools(string key)
+        {
+            var v = Required(key);
+            if (v is not JsonArray a) throw Unsupported(key, $"is {v.ToJsonString()}; supported: a list of true/false");
+            return [.. a.Select(x => x is JsonValue b && b.TryGetValue(out bool f) ? f : throw Unsupported(key, $"holds {x?.ToJsonString() ?? "null"}; supported: true or false"))];
+        }
+
+        /// <summary>A list of lists of strings (block_types_per_layer).</summary>
+        public IReadOnlyList<IReadOnlyList<string>> StringLists(string key)
+        {
+            var v = Required(key);
+            if (v is not JsonArray a) throw Unsupported(key, $"is {v.ToJsonString()}; supported: a list of lists of strings");
+            return [.. a.Select(x => x is JsonArray inner
+                ? (IReadOnlyList<string>)[.. inner.Select(s => s is JsonValue t && t.TryGetValue(out string? u) ? u : throw Unsupported(key, $"holds {s?.ToJsonString() ?? "null"}; supported: strings"))]
+                : throw Unsupported(key, $"holds {x?.ToJsonString() ?? "null"}; supported: lists of strings"))];
         }
 
         /// <summary>Runs a record's own validation, reporting its problem against this file.</summary>

@@ -30,6 +30,12 @@ public sealed record ConvertOptions
     /// <summary>A component whose weights take more bytes than this streams them to model.onnx_data (default 1 GiB, as create-model).</summary>
     public long ExternalDataAboveBytes { get; init; } = 1L << 30;
 
+    /// <summary>
+    /// A ControlNet: the UNet its residuals go to (a diffusers Stable Diffusion folder or its unet/ component folder), written
+    /// as unet/model.onnx with the residual inputs beside controlnet/; null writes the ControlNet alone.
+    /// </summary>
+    public string? BaseUNet { get; init; }
+
     /// <summary>Told "component: what" as each component is written.</summary>
     public Action<string>? Progress { get; init; }
 }
@@ -40,19 +46,25 @@ public sealed record ConvertOptions
 /// </summary>
 public sealed record ConversionCompression(Func<string, Func<string, WeightUse, IWeightEncoder?>> EncoderForFolder, FolderCompressionOptions Options);
 
-/// <summary>What a conversion wrote: the architecture read (and the preset it equals, if any), each component and, when compressed, the compression report.</summary>
-public sealed record ConversionResult(StableDiffusionConfig Config, string? Preset, IReadOnlyList<WrittenComponent> Components, CompressionReport? Compression = null);
+/// <summary>
+/// What a conversion wrote: what it is (a preset name, "custom", or a component's class), the Stable Diffusion architecture
+/// read (null for a single component other than a whole pipeline) and the preset it equals, if any, each component and,
+/// when compressed, the compression report.
+/// </summary>
+public sealed record ConversionResult(string Architecture, StableDiffusionConfig? Config, string? Preset, IReadOnlyList<WrittenComponent> Components,
+    CompressionReport? Compression = null);
 
 /// <summary>
-/// Converts a Stable Diffusion checkpoint into an EdgeDiffusion ONNX folder: a diffusers folder (model_index.json, unet/,
-/// vae/, text_encoder/, tokenizer/, scheduler/ with safetensors weights; the architecture read from each config.json) or a
+/// Converts a checkpoint into EdgeDiffusion ONNX: a diffusers Stable Diffusion folder (model_index.json, unet/, vae/,
+/// text_encoder/, tokenizer/, scheduler/ with safetensors weights; the architecture read from each config.json), a
 /// single-file SD 1.x / 2.x checkpoint in the original LDM layout (<see cref="LdmCheckpoint"/>; the architecture read
-/// from its shapes). The graphs are built by the same builders as create-model with every parameter taken from the
+/// from its shapes), one component folder (UNet, VAE, CLIP text, ControlNet, Stable Cascade stage), a diffusers Stable
+/// Cascade folder, or Stability's single-file Cascade stages (<see cref="StabilityCascadeCheckpoint"/>). The graphs are built by the same builders as create-model with every parameter taken from the
 /// checkpoint (<see cref="CheckpointParameters"/>), and every checkpoint tensor must be used exactly once (or be a listed
 /// known non-weight). The output is staged in a temporary folder beside the target and moved in when complete; the
 /// source is only read.
 /// </summary>
-public static class DiffusersConverter
+public static partial class DiffusersConverter
 {
     /// <summary>The CLIP text model's buffer of position indices (older transformers save it): not a parameter.</summary>
     public const string ClipPositionIds = "text_model.embeddings.position_ids";
@@ -61,11 +73,15 @@ public static class DiffusersConverter
     public const string StandardSchedulerNote = "written by edgediff convert: a single-file checkpoint carries no scheduler config, so this is the standard Stable Diffusion one (scaled_linear betas 0.00085-0.012, 1000 training steps)";
 
     /// <summary>The weights of some components: a checkpoint file (or index), how its keys are found, and the components built from it.</summary>
-    private sealed record WeightSource(string Path, Func<SafetensorsCheckpoint, CheckpointKeys> Keys, string[] Components);
+    private sealed record WeightSource(string Path, Func<SafetensorsCheckpoint, CheckpointKeys> Keys, SDA.Component[] Components);
 
-    /// <summary>Everything a conversion writes, whatever the source layout.</summary>
-    private sealed record Plan(StableDiffusionConfig Config, string? Preset, IReadOnlyList<WeightSource> Weights, Action<string> WriteTokenizer,
-        Action<string> WriteScheduler, string SchedulerClass, string ConvertedFrom);
+    /// <summary>
+    /// Everything a conversion writes, whatever the source layout: the components from their weights (each into NAME/model.onnx
+    /// and NAME/config.json), what else the folder holds (tokenizer, scheduler), and model_index.json, to which the
+    /// _edgediffusion block (architecture, source, dtype) is added.
+    /// </summary>
+    private sealed record Plan(string Architecture, StableDiffusionConfig? Config, string? Preset, IReadOnlyList<WeightSource> Weights,
+        Action<string> WriteRest, Func<JsonObject> ModelIndex, string ConvertedFrom);
 
     public static ConversionResult Convert(string source, string output, ConvertOptions? options = null)
     {
@@ -84,11 +100,15 @@ public static class DiffusersConverter
         if (File.Exists(root) && outRoot == root)
             throw new InvalidArgumentException("--output", $"{output} is the checkpoint itself; write the converted model to a new folder");
 
+        if (options.BaseUNet is not null && !IsComponentOf(root, "ControlNetModel"))
+            throw new InvalidArgumentException("--unet", "applies to a ControlNet (a folder whose config.json says ControlNetModel)");
         var plan = File.Exists(root) ? SingleFilePlan(root, source, options)
+            : IsComponentFolder(root) ? ComponentPlan(root, source, options)
+            : IsCascadePipeline(root) ? CascadePlan(root, source, options)
             : Directory.Exists(root) ? DiffusersPlan(root, source, options)
             : throw new ConversionException(ConversionProblem.MissingComponent, source, "not found; pass a diffusers model folder or a single-file .safetensors checkpoint");
 
-        if (options.Compression is not { } compression) return new ConversionResult(plan.Config, plan.Preset, WritePlan(plan, output, options));
+        if (options.Compression is not { } compression) return new ConversionResult(plan.Architecture, plan.Config, plan.Preset, WritePlan(plan, output, options));
         // the float32 folder is written once, beside the output, compressed into the output and removed
         string staging = $"{outRoot}.float32-{Environment.ProcessId}";
         try
@@ -96,7 +116,7 @@ public static class DiffusersConverter
             var written = WritePlan(plan, staging, options);
             options.Progress?.Invoke($"compressing into {output}");
             var report = ModelFolderCompressor.Compress(staging, output, compression.EncoderForFolder(staging), compression.Options);
-            return new ConversionResult(plan.Config, plan.Preset, written, report);
+            return new ConversionResult(plan.Architecture, plan.Config, plan.Preset, written, report);
         }
         finally
         {
@@ -136,19 +156,33 @@ public static class DiffusersConverter
         string vaeWeights = Weights(root, "vae", "diffusion_pytorch_model");
         string textWeights = Weights(root, "text_encoder", "model");
         string tokenizer = Path.Combine(root, "tokenizer");
-        return new Plan(config, preset,
+        // a StableDiffusionControlNetPipeline: the base model is converted here, its ControlNet as its own folder (generate
+        // takes it with --control-model), so the plain UNet stays without residual inputs
+        if (IsComponentOf(Path.Combine(root, SDA.ControlNetComponent), "ControlNetModel"))
+            options.Progress?.Invoke($"{Path.Combine(source, SDA.ControlNetComponent)}: not part of this conversion; convert it with: edgediff convert {Path.Combine(source, SDA.ControlNetComponent)} -o OUT --unet {source}");
+        var components = SDA.Components(config, new ExportOptions()).ToDictionary(c => c.Name);
+        return new Plan(config.Name, config, preset,
         [
-            new(textWeights, c => new CheckpointKeys(c, [ClipPositionIds]), [SDA.TextEncoder]),
-            new(unetWeights, c => new CheckpointKeys(c), [SDA.UNet]),
+            new(textWeights, c => new CheckpointKeys(c, [ClipPositionIds]), [components[SDA.TextEncoder]]),
+            new(unetWeights, c => new CheckpointKeys(c), [components[SDA.UNet]]),
             // the decoder and the encoder come from the one AutoencoderKL checkpoint: every tensor used by one of them
-            new(vaeWeights, c => new CheckpointKeys(c, legacyNames: LegacyVaeAttentionNames), [SDA.VaeDecoder, SDA.VaeEncoder]),
+            new(vaeWeights, c => new CheckpointKeys(c, legacyNames: LegacyVaeAttentionNames), [components[SDA.VaeDecoder], components[SDA.VaeEncoder]]),
         ],
         staging =>
         {
             CheckTokenizer(tokenizer, config.TextEncoder);
-            CopyFolder(tokenizer, staging);
+            CopyFolder(tokenizer, Path.Combine(staging, "tokenizer"));
+            CopyFolder(Path.Combine(root, "scheduler"), Path.Combine(staging, "scheduler"));
         },
-        staging => CopyFolder(Path.Combine(root, "scheduler"), staging), SchedulerClassName(schedulerFile), root);
+        () => PipelineIndex(config, SchedulerClassName(schedulerFile)), root);
+    }
+
+    /// <summary>The Stable Diffusion folder's model_index.json naming the scheduler class written.</summary>
+    private static JsonObject PipelineIndex(StableDiffusionConfig config, string schedulerClass)
+    {
+        var index = SDA.ModelIndex(config, 0);
+        index["scheduler"] = new JsonArray("diffusers", schedulerClass);
+        return index;
     }
 
     /// <summary>unet/, vae/ and text_encoder/ config.json of a diffusers folder → the pipeline's architecture (image size = sample_size × the VAE's factor).</summary>
@@ -178,6 +212,7 @@ public static class DiffusersConverter
         IReadOnlyDictionary<string, long[]> shapes;
         using (var checkpoint = SafetensorsCheckpoint.Open(file))
             shapes = checkpoint.Names.ToDictionary(n => n, n => checkpoint.Get(n).Shape.ToArray(), StringComparer.Ordinal);
+        if (StabilityCascadeCheckpoint.Is([.. shapes.Keys])) return CascadeStagePlan(file, source, [.. shapes.Keys], options);
         var family = LdmCheckpoint.FamilyOf([.. shapes.Keys], file);
 
         StableDiffusionConfig config;
@@ -221,15 +256,16 @@ public static class DiffusersConverter
         var scheduler = SDA.SchedulerConfig(config.Scheduler);
         scheduler["_edgediffusion"] = StandardSchedulerNote;
         options.Progress?.Invoke($"{Path.GetFileName(file)}: {LdmCheckpoint.Describe(family)} single-file checkpoint, {shapes.Count:N0} tensors ({layout.Ignored.Count:N0} known non-weights left out: {IgnoredSummary(layout.Ignored)})");
-        return new Plan(config, preset,
+        return new Plan(config.Name, config, preset,
             [new(file, c => new CheckpointKeys(c, layout.Ignored, locate: layout.Locate, architectureSource: architectureSource),
-                [SDA.TextEncoder, SDA.UNet, SDA.VaeDecoder, SDA.VaeEncoder])],
+                [.. SDA.Components(config, new ExportOptions())])],
             staging =>
             {
                 CheckTokenizer(tokenizer, config.TextEncoder);
-                SDA.WriteTokenizer(config.TextEncoder, config.PadToken, staging, tokenizer);
+                SDA.WriteTokenizer(config.TextEncoder, config.PadToken, Path.Combine(staging, "tokenizer"), tokenizer);
+                SDA.WriteJson(Path.Combine(staging, "scheduler", "scheduler_config.json"), scheduler);
             },
-            staging => SDA.WriteJson(Path.Combine(staging, "scheduler_config.json"), scheduler), SDA.SchedulerClass(config.Scheduler), file);
+            () => PipelineIndex(config, SDA.SchedulerClass(config.Scheduler)), file);
     }
 
     /// <summary>"model_ema.* ×686, alphas_cumprod, …": the known non-weights, the EMA copy and an unused resblock each as one group.</summary>
@@ -254,33 +290,29 @@ public static class DiffusersConverter
     /// <summary>Writes the plan's components, tokenizer, scheduler and model_index.json into a staging folder moved to <paramref name="output"/> when complete.</summary>
     private static IReadOnlyList<WrittenComponent> WritePlan(Plan plan, string output, ConvertOptions options)
     {
-        var config = plan.Config;
         return SDA.WriteStaged(output, staging =>
         {
             var list = new List<WrittenComponent>();
-            var components = SDA.Components(config, new ExportOptions()).ToDictionary(c => c.Name);
             foreach (var weights in plan.Weights)
             {
                 using var checkpoint = SafetensorsCheckpoint.Open(weights.Path);
                 var keys = weights.Keys(checkpoint);
-                foreach (var name in weights.Components) list.Add(Write(components[name], staging, keys, options));
+                foreach (var component in weights.Components)
+                {
+                    list.Add(Write(component, staging, keys, options));
+                    SDA.WriteJson(Path.Combine(staging, component.Name, "config.json"), component.Config());
+                }
                 keys.ThrowIfIncomplete();
             }
-            SDA.WriteJson(Path.Combine(staging, SDA.TextEncoder, "config.json"), SDA.TextEncoderJson(config.TextEncoder));
-            SDA.WriteJson(Path.Combine(staging, SDA.UNet, "config.json"), SDA.UNetJson(config));
-            SDA.WriteJson(Path.Combine(staging, SDA.VaeDecoder, "config.json"), SDA.VaeJson(config));
-            SDA.WriteJson(Path.Combine(staging, SDA.VaeEncoder, "config.json"), SDA.VaeJson(config));
-            plan.WriteTokenizer(Path.Combine(staging, "tokenizer"));
-            plan.WriteScheduler(Path.Combine(staging, "scheduler"));
-            var index = SDA.ModelIndex(config, 0);
+            plan.WriteRest(staging);
+            var index = plan.ModelIndex();
             index["_edgediffusion"] = new JsonObject
             {
-                ["architecture"] = config.Name,
+                ["architecture"] = plan.Architecture,
                 ["weights"] = "converted",
                 ["converted_from"] = plan.ConvertedFrom,
                 ["dtype"] = IsFloat16(options) ? "float16" : "float32",
             };
-            index["scheduler"] = new JsonArray("diffusers", plan.SchedulerClass);
             SDA.WriteJson(Path.Combine(staging, "model_index.json"), index);
             return list;
         });
@@ -326,10 +358,16 @@ public static class DiffusersConverter
     }
 
     /// <summary>The component's weights: name.safetensors, else the fp16 variant, else a sharded index. Pickled .bin weights are refused.</summary>
-    private static string Weights(string root, string component, string stem)
+    private static string Weights(string root, string component, string stem) => WeightsIn(Path.Combine(root, component), stem);
+
+    /// <summary>
+    /// The weights file in a component folder: stem.safetensors, else the fp16 variant, else the bf16 one (Stable Cascade
+    /// ships bf16 variants), else a sharded index of one of them.
+    /// </summary>
+    private static string WeightsIn(string dir, string stem)
     {
-        string dir = Path.Combine(root, component);
-        foreach (var candidate in new[] { $"{stem}.safetensors", $"{stem}.fp16.safetensors", $"{stem}.safetensors.index.json", $"{stem}.fp16.safetensors.index.json" })
+        foreach (var candidate in new[] { $"{stem}.safetensors", $"{stem}.fp16.safetensors", $"{stem}.bf16.safetensors",
+                     $"{stem}.safetensors.index.json", $"{stem}.fp16.safetensors.index.json", $"{stem}.bf16.safetensors.index.json" })
         {
             string path = Path.Combine(dir, candidate);
             if (File.Exists(path)) return path;
@@ -337,7 +375,7 @@ public static class DiffusersConverter
         string hint = File.Exists(Path.Combine(dir, $"{stem}.bin")) || File.Exists(Path.Combine(dir, $"{stem}.fp16.bin"))
             ? $"; only .bin (pickle) weights are there, which are not read: download the .safetensors files"
             : "";
-        throw new ConversionException(ConversionProblem.MissingComponent, dir, $"has no {stem}.safetensors (nor .fp16.safetensors or a sharded index){hint}");
+        throw new ConversionException(ConversionProblem.MissingComponent, dir, $"has no {stem}.safetensors (nor a .fp16 / .bf16 variant or a sharded index){hint}");
     }
 
     /// <summary>The tokenizer's vocab.json and merges.txt must be there, and every id must have a row in the text encoder's embedding.</summary>

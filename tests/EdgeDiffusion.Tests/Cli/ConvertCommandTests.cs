@@ -57,4 +57,34 @@ public class ConvertCommandTests
         var run = CliRunner.Run("generate", "a photo of a cat", "--model", output, "-o", png, "-q", "--no-cache", "--steps", "2");
         Assert.True(run.ExitCode == 0, run.Error);
     }
+
+    [Fact]
+    public void ControlNet_ConvertsWithItsBaseUNet_AndGenerates()
+    {
+        string fixtures = Path.GetDirectoryName(Source)!;
+        string model = Path.Combine(_dir, "tiny-onnx"), control = Path.Combine(_dir, "tiny-controlnet");
+        Assert.Equal(0, CliRunner.Run("convert", Source, "-o", model).ExitCode);
+        var convert = CliRunner.Run("convert", Path.Combine(fixtures, "tiny-controlnet"), "-o", control, "--unet", Source);
+        Assert.True(convert.ExitCode == 0, convert.Error);
+        Assert.Contains("ControlNetModel", convert.Out);
+
+        string png = Path.Combine(_dir, "c.png");
+        string mask = Path.Combine(TestData.RepoRoot, "models", "tiny-shapes-controlnet", "evaluation", "masks", "00-circle.png");
+        var run = CliRunner.Run("generate", "a photo of a cat", "--model", model, "--control-model", control, "--control-image", mask, "-o", png, "-q", "--no-cache", "--steps", "2");
+        Assert.True(run.ExitCode == 0, run.Error);
+        Assert.True(File.Exists(png));
+    }
+
+    [Fact]
+    public void UnsupportedComponentClass_IsOneLineWithExitCode2()
+    {
+        string source = Path.Combine(_dir, "video-unet");
+        Directory.CreateDirectory(source);
+        File.WriteAllText(Path.Combine(source, "config.json"), """{"_class_name": "UNetSpatioTemporalConditionModel"}""");
+        var result = CliRunner.Run("convert", source, "-o", Path.Combine(_dir, "out"));
+        Assert.Equal(2, result.ExitCode);
+        Assert.StartsWith("error: ", result.Error);
+        Assert.Single(result.Error.Trim().Split('\n'));
+        Assert.Contains("UNetSpatioTemporalConditionModel", result.Error);
+    }
 }

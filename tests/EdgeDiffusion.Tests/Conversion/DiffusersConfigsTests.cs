@@ -84,4 +84,32 @@ public class DiffusersConfigsTests
         Assert.Equal(imageSize, c.ImageSize);
         Assert.Equal(ClipActivation.Gelu, c.TextEncoder.Activation);
     }
+
+    // an SD 1.5 ControlNet config.json in the form diffusers 0.14 writes (the values of lllyasviel's sd-controlnet-* models)
+    private const string Sd15ControlNet = """
+        {"_class_name": "ControlNetModel", "_diffusers_version": "0.14.0.dev0", "act_fn": "silu", "attention_head_dim": 8,
+         "block_out_channels": [320, 640, 1280, 1280], "class_embed_type": null, "conditioning_embedding_out_channels": [16, 32, 96, 256],
+         "controlnet_conditioning_channel_order": "rgb", "cross_attention_dim": 768,
+         "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+         "downsample_padding": 1, "flip_sin_to_cos": true, "freq_shift": 0, "in_channels": 4, "layers_per_block": 2,
+         "mid_block_scale_factor": 1, "norm_eps": 1e-05, "norm_num_groups": 32, "num_class_embeds": null, "only_cross_attention": false,
+         "projection_class_embeddings_input_dim": null, "resnet_time_scale_shift": "default", "upcast_attention": false,
+         "use_linear_projection": false}
+        """;
+
+    [Fact]
+    public void Sd15ControlNetConfig_GivesTheSd15ControlNetShapes()
+    {
+        string path = Path.Combine(TestData.NewTempDir("edgediff-configs"), "config.json");
+        File.WriteAllText(path, Sd15ControlNet);
+        var read = DiffusersConfigs.ReadControlNet(path);
+        var expected = ControlNetModel.Parameters(ControlNetConfig.Sd15);
+        Assert.Equal(expected.Select(p => (p.Name, string.Join(",", p.Shape))), ControlNetModel.Parameters(read).Select(p => (p.Name, string.Join(",", p.Shape))));
+        // its residuals are exactly the SD 1.5 UNet's skips
+        Assert.Equal([320, 320, 320, 320, 640, 640, 640, 1280, 1280, 1280, 1280, 1280], read.ResidualChannels);
+
+        File.WriteAllText(path, Sd15ControlNet.Replace("\"rgb\"", "\"bgr\"", StringComparison.Ordinal));
+        var e = Assert.Throws<ConversionException>(() => DiffusersConfigs.ReadControlNet(path));
+        Assert.Equal(["controlnet_conditioning_channel_order"], e.Keys);
+    }
 }

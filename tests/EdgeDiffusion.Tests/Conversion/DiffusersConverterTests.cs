@@ -15,8 +15,7 @@ namespace EdgeDiffusion.Tests.Conversion;
 /// </summary>
 public class DiffusersConverterTests(ITestOutputHelper output)
 {
-    private const double Tolerance = 1e-4;
-    private static readonly string FixtureDir = Path.Combine(TestData.RepoRoot, "tests", "EdgeDiffusion.Tests", "Conversion", "Fixtures");
+    private static readonly string FixtureDir = PyTorchReference.FixtureDir;
     private static readonly string Source = Path.Combine(FixtureDir, "tiny-sd");
 
     private static readonly Lazy<string> Converted = new(() =>
@@ -31,36 +30,8 @@ public class DiffusersConverterTests(ITestOutputHelper output)
     [InlineData("unet")]
     [InlineData("vae_decoder")]
     [InlineData("vae_encoder")]
-    public void ConvertedComponent_MatchesThePyTorchReference(string component)
-    {
-        var reference = JsonNode.Parse(File.ReadAllText(Path.Combine(FixtureDir, "tiny-sd.reference.json")))![component]!;
-        var feeds = reference["inputs"]!.AsObject().Select(kv => Feed(component, kv.Key, kv.Value!)).ToArray();
-        var fetched = OrtRunner.RunFile(Path.Combine(Converted.Value, component, "model.onnx"), feeds);
-        foreach (var (name, expected) in reference["outputs"]!.AsObject())
-        {
-            var shape = expected!["shape"]!.AsArray().Select(v => v!.GetValue<long>()).ToArray();
-            var values = expected["values"]!.AsArray().Select(v => v!.GetValue<double>()).ToArray();
-            var actual = fetched[name];
-            Assert.Equal(shape, actual.Shape);
-            double max = values.Zip(actual.Values, (e, a) => Math.Abs(e - a)).Max();
-            double scale = values.Max(Math.Abs);
-            output.WriteLine($"{component}.{name}: max abs error {max:E2} (values up to {scale:F3})");
-            Assert.True(max <= Tolerance, $"{component}.{name}: max abs error {max:E3} > {Tolerance}");
-        }
-    }
-
-    private static Feed Feed(string component, string name, JsonNode t)
-    {
-        var shape = t["shape"]!.AsArray().Select(v => v!.GetValue<long>()).ToArray();
-        var values = t["values"]!.AsArray();
-        Array data = (component, name) switch
-        {
-            ("text_encoder", "input_ids") => values.Select(v => v!.GetValue<int>()).ToArray(),
-            ("unet", "timestep") => values.Select(v => v!.GetValue<long>()).ToArray(),
-            _ => values.Select(v => (float)v!.GetValue<double>()).ToArray(),
-        };
-        return new Feed(name, shape, data);
-    }
+    public void ConvertedComponent_MatchesThePyTorchReference(string component) =>
+        PyTorchReference.AssertMatches(PyTorchReference.Load("tiny-sd.reference.json")[component]!, Path.Combine(Converted.Value, component, "model.onnx"), output, component);
 
     [Fact]
     public void Convert_WritesACompleteFolder_NamingItsSource()
@@ -214,7 +185,7 @@ public class DiffusersConverterTests(ITestOutputHelper output)
         foreach (var component in new[] { "unet", "text_encoder" })
         {
             var reference = JsonNode.Parse(File.ReadAllText(Path.Combine(FixtureDir, "tiny-sd.reference.json")))![component]!;
-            var feeds = reference["inputs"]!.AsObject().Select(kv => Feed(component, kv.Key, kv.Value!)).ToArray();
+            var feeds = reference["inputs"]!.AsObject().Select(kv => PyTorchReference.Feed(kv.Key, kv.Value!)).ToArray();
             var half = OrtRunner.RunFile(Path.Combine(dir, component, "model.onnx"), feeds);
             var full = OrtRunner.RunFile(Path.Combine(dir + "-f32", component, "model.onnx"), feeds);
             foreach (var (name, a) in full)

@@ -59,7 +59,7 @@ public class SingleFileConverterTests(ITestOutputHelper output)
         var expected = variant == "sd2" && component is "text_encoder" or "unet"
             ? JsonNode.Parse(File.ReadAllText(Path.Combine(FixtureDir, "single-file", "tiny-sd2.reference.json")))![component]!
             : inputs;
-        var feeds = inputs["inputs"]!.AsObject().Select(kv => Feed(component, kv.Key, kv.Value!)).ToArray();
+        var feeds = inputs["inputs"]!.AsObject().Select(kv => PyTorchReference.Feed(kv.Key, kv.Value!)).ToArray();
         string dir = variant == "sd1" ? ConvertedSd1.Value : ConvertedSd2.Value;
         var fetched = OrtRunner.RunFile(Path.Combine(dir, component, "model.onnx"), feeds);
         var fromDiffusers = variant == "sd1" ? OrtRunner.RunFile(Path.Combine(ConvertedDiffusers.Value, component, "model.onnx"), feeds) : null;
@@ -74,19 +74,6 @@ public class SingleFileConverterTests(ITestOutputHelper output)
             // the same weights under LDM names give the very graph the diffusers folder gives
             if (fromDiffusers is not null) Assert.Equal(fromDiffusers[name].Values, actual.Values);
         }
-    }
-
-    private static Feed Feed(string component, string name, JsonNode t)
-    {
-        var shape = t["shape"]!.AsArray().Select(v => v!.GetValue<long>()).ToArray();
-        var values = t["values"]!.AsArray();
-        Array data = (component, name) switch
-        {
-            ("text_encoder", "input_ids") => values.Select(v => v!.GetValue<int>()).ToArray(),
-            ("unet", "timestep") => values.Select(v => v!.GetValue<long>()).ToArray(),
-            _ => values.Select(v => (float)v!.GetValue<double>()).ToArray(),
-        };
-        return new Feed(name, shape, data);
     }
 
     [Fact]
