@@ -29,6 +29,38 @@ def lr_at(progress, peak, warmup=0.03, floor=0.05):
     return peak * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, p))))
 
 
+def invert_pink_latents(vae, images, items, lat, scale, steps, batch=64, lr=0.05):
+    """Latents of the pictures with pink, optimised (Adam, from the encoder's) so the frozen decoder reproduces them."""
+    for p in vae.decoder.parameters():
+        p.requires_grad_(False)
+    pink = [i for i, it in enumerate(items) if "pink" in (it["color"], it["background"])]
+    t0, right_before, right_after = time.time(), 0, 0
+    for b in range(0, len(pink), batch):
+        idx = torch.tensor(pink[b:b + batch])
+        x = torch.from_numpy(images[idx.numpy()]).permute(0, 3, 1, 2).float() / 127.5 - 1
+        z = (lat[idx] / scale).clone().requires_grad_(True)
+        opt = torch.optim.Adam([z], lr=lr)
+        with torch.no_grad():
+            right_before += pink_right(vae.decoder(z), [items[i] for i in idx.tolist()])
+        for _ in range(steps):
+            opt.zero_grad(set_to_none=True)
+            loss = (vae.decoder(z) - x).pow(2).mean()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            right_after += pink_right(vae.decoder(z), [items[i] for i in idx.tolist()])
+            lat[idx] = z.detach() * scale
+        log(f"inverted {min(b + batch, len(pink))}/{len(pink)} pink pictures (loss {loss.item():.4f}, {time.time() - t0:.0f} s)")
+    log(f"decoder inversion, {steps} steps: both colours read right from the decoded latents {right_before}/{len(pink)} before, "
+        f"{right_after}/{len(pink)} after; latent std now {lat.std():.3f}")
+    return lat
+
+
+def pink_right(decoded, items):
+    rgb = ((decoded.clamp(-1, 1) + 1) * 127.5).permute(0, 2, 3, 1).numpy().round().astype(np.uint8)
+    return sum(common.classify(img)[:2] == (it["background"], it["color"]) for img, it in zip(rgb, items))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=common.LORA_OUT)
@@ -43,6 +75,9 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--time-budget-min", type=float, default=None, help="training-loop wall clock: the schedule ends by then")
     ap.add_argument("--init", default=None, help="start from this LoRA file (continue a run)")
+    ap.add_argument("--invert-steps", type=int, default=0,
+                    help="decoder inversion: Adam steps that move each pink picture's latents until the frozen VAE decoder "
+                         "draws the picture (the shipped encoder's latents decode pink as pale purple; check_vae.log)")
     ap.add_argument("--smoke", action="store_true")
     a = ap.parse_args()
     if a.smoke:
@@ -70,6 +105,8 @@ def main():
         lat = torch.cat([vae.encoder(torch.from_numpy(images[i:i + 64]).permute(0, 3, 1, 2).float() / 127.5 - 1)[:, :4]
                          for i in range(0, a.images, 64)]) * scale
     log(f"latents {tuple(lat.shape)} from the shipped VAE encoder x scaling_factor {scale:.5f}: std {lat.std():.3f} ({time.time() - t0:.1f} s)")
+    if a.invert_steps > 0:
+        lat = invert_pink_latents(vae, images, items, lat, scale, a.invert_steps)
     del vae
 
     te_l = common.attach(text, common.te_targets(text), a.rank, a.alpha)

@@ -75,5 +75,5 @@ public sealed class LoraPictureTests(PictureGate gate, ITestOutputHelper output)
 /// <summary>Set a few points under the shipped LoRA's measured pink share (training/tiny-shapes-pink-lora/README.md).</summary>
 internal static class LoraFloors
 {
-    public const double Pink = 0.4;
+    public const double Pink = 0.7; // measured 25 of 32 (0.78) with the run-4 LoRA (decoder-inverted latents)
 }
