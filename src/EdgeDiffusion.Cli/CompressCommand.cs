@@ -128,6 +128,8 @@ public static class CompressCommand
     {
         if (!Directory.Exists(source) || !File.Exists(Path.Combine(source, ModelFolderCompressor.ModelIndexFileName)))
             throw new InvalidArgumentException("model", $"{source} is not a model folder; w8a8 calibrates on the folder's own denoising runs, so it needs the whole SD folder");
+        if (EdgeDiffusion.Pipelines.CascadeFolder.IsCascade(source))
+            throw new InvalidArgumentException("--method", $"{source} is a Stable Cascade folder; w8a8 calibrates a Stable Diffusion UNet on its own denoising runs and has no Cascade calibration yet: use --method palettize or linear");
         var prompts = CalibrationPrompts(promptsFile, steps);
         var chosen = components?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) ?? ["unet"];
         foreach (var c in chosen)

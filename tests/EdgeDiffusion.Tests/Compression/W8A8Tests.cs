@@ -150,6 +150,19 @@ public sealed class W8A8CommandTests : IDisposable
     }
 
     [Fact]
+    public void AStableCascadeFolderIsRefusedWithTheFormsThatWork()
+    {
+        string output = Path.Combine(_dir, "cascade-w8a8");
+        var result = CliRunner.Run("compress", Path.Combine(TestData.RepoRoot, "models", "tiny-cascade"), "-o", output, "--method", "w8a8");
+        Assert.Equal(2, result.ExitCode);
+        Assert.Contains("error: --method:", result.Error);
+        Assert.Contains("Stable Cascade folder", result.Error);
+        Assert.Contains("--method palettize or linear", result.Error);
+        Assert.Single(result.Error.Trim().Split('\n'));
+        Assert.False(Directory.Exists(output));
+    }
+
+    [Fact]
     public void AnExistingOutputIsRefusedBeforeCalibration()
     {
         string output = Directory.CreateDirectory(Path.Combine(_dir, "exists")).FullName;
