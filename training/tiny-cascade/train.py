@@ -37,6 +37,7 @@ EFFNET_SIZE = 2  # ceil(64 / 42.67)
 PARAM = "x0"  # --param: what the UNets predict in training (the exported graphs output epsilon either way)
 EFFNET_INPUT = "mask"  # --effnet-input: what the semantic compressor sees (mask: the shapes' coverage, colour-blind; rgb: the picture)
 PRIOR_FLOOR = 1.0  # --prior-floor: lower clamp of the prior's SNR loss weight (x0 loss)
+DECODER_FLOOR = 0.1  # --decoder-floor: the same for Stage B
 
 
 def coverage(images, items):
@@ -192,9 +193,12 @@ def diffusion_loss(model, x0, rng, param="x0", floor=0.1, **cond):
     return (w * (pred - noise).pow(2).mean(dim=(1, 2, 3))).mean()
 
 
-def train_joint(images, masks, latents, items, tokenizer, iters, batch, rng, lr, deadline, export_every, export_fn, eval_fn):
+def train_joint(images, masks, latents, items, tokenizer, iters, batch, rng, lr, deadline, export_every, export_fn, eval_fn, init=None):
     text, effnet, decoder, prior = make_modules(len(tokenizer.vocab))
     mods = {"text": text, "effnet": effnet, "decoder": decoder, "prior": prior}
+    if init is not None:  # --resume: continue from the EMA modules of an earlier run's state.pt
+        for k, m in mods.items():
+            m.load_state_dict(init[k])
     for k, m in mods.items():
         log(f"{k}: {sum(p.numel() for p in m.parameters()) / 1e6:.3f} M parameters")
     params = [p for m in mods.values() for p in m.parameters()]
@@ -228,7 +232,7 @@ def train_joint(images, masks, latents, items, tokenizer, iters, batch, rng, lr,
         pooled = pooled[:, None]
         e = effnet(effnet_input(images[idx], masks[idx]))
         e_cond = e + 0.05 * torch.randn_like(e)
-        loss_b = diffusion_loss(decoder, latents[torch.from_numpy(idx)], rng, PARAM, clip_text_pooled=pooled, effnet=e_cond)
+        loss_b = diffusion_loss(decoder, latents[torch.from_numpy(idx)], rng, PARAM, DECODER_FLOOR, clip_text_pooled=pooled, effnet=e_cond)
         loss_c = diffusion_loss(prior, e.detach(), rng, PARAM, PRIOR_FLOOR, clip_text_pooled=pooled, clip_text=hidden,
                                 clip_img=torch.zeros(batch, 1, CLIP_IMG))
         loss = loss_b + loss_c
@@ -333,13 +337,16 @@ def main():
     ap.add_argument("--prior-batch", type=int, default=128)
     ap.add_argument("--prior-lr", type=float, default=1e-3)
     ap.add_argument("--prior-floor", type=float, default=1.0, help="lower clamp of the prior's SNR loss weight (joint and prior stages)")
+    ap.add_argument("--decoder-floor", type=float, default=0.1, help="lower clamp of Stage B's SNR loss weight")
+    ap.add_argument("--resume", default=None, help="start the joint stage from the EMA modules of this state.pt (same --images/--seed/--resume-vq)")
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--resume-vq", default=None, help="skip Stage A: load the (uncentred) Stage A saved as <state>.stage_a by an earlier run")
     a = ap.parse_args()
     if a.smoke:
         a.images, a.vq_iters, a.iters, a.prior_iters, a.prior_batch = 512, 20, 30, 10, 16
-    global PARAM, EFFNET_INPUT, PRIOR_FLOOR
-    PARAM, EFFNET_INPUT, PRIOR_FLOOR = a.param, a.effnet_input, a.prior_floor
+    global PARAM, EFFNET_INPUT, PRIOR_FLOOR, DECODER_FLOOR
+    PARAM, EFFNET_INPUT, PRIOR_FLOOR, DECODER_FLOOR = a.param, a.effnet_input, a.prior_floor, a.decoder_floor
+    init = torch.load(a.resume) if a.resume else None
     run_start = time.time()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
@@ -395,7 +402,7 @@ def main():
     deadline = None if a.time_budget_min is None else run_start + 60 * a.time_budget_min - 40
     joint_deadline = None if deadline is None else deadline - a.prior_share * (deadline - time.time())
     ema, times["joint"], steps = train_joint(images, masks, latents, items, tokenizer, a.iters, a.batch, rng, a.lr, joint_deadline,
-                                             a.export_every_min, export_fn, eval_fn)
+                                             a.export_every_min, export_fn, eval_fn, init)
     note = f"final, {steps} joint iterations"
     if a.prior_share > 0:
         export_fn(ema, f"checkpoint after the joint stage, {steps} iterations")
