@@ -35,6 +35,30 @@ VQ = {"levels": [32, 64], "latent_channels": 4, "bottleneck_blocks": 6, "edge_we
 CLIP_IMG = 16
 EFFNET_SIZE = 2  # ceil(64 / 42.67)
 PARAM = "x0"  # --param: what the UNets predict in training (the exported graphs output epsilon either way)
+EFFNET_INPUT = "mask"  # --effnet-input: what the semantic compressor sees (mask: the shapes' coverage, colour-blind; rgb: the picture)
+PRIOR_FLOOR = 1.0  # --prior-floor: lower clamp of the prior's SNR loss weight (x0 loss)
+DECODER_FLOOR = 0.1  # --decoder-floor: the same for Stage B
+
+
+def coverage(images, items):
+    """The shapes' coverage alpha in [0, 1] of each picture, solved exactly from its two palette colours
+    (picture = background (1 - alpha) + colour alpha): uint8 [N, 64, 64] (alpha x 255)."""
+    out = np.empty(images.shape[:3], np.uint8)
+    for i in range(0, len(images), 1000):
+        x = images[i:i + 1000].astype(np.float32)
+        bg = np.array([data.PALETTE[it["background"]] for it in items[i:i + 1000]], np.float32)[:, None, None]
+        fg = np.array([data.PALETTE[it["color"]] for it in items[i:i + 1000]], np.float32)[:, None, None]
+        d = fg - bg
+        a = ((x - bg) * d).sum(-1) / (d * d).sum(-1)
+        out[i:i + 1000] = np.clip(np.rint(a * 255), 0, 255).astype(np.uint8)
+    return out
+
+
+def effnet_input(images, masks):
+    """What the effnet compressor sees: the picture ([0, 1]) or its coverage mask (the same in all three channels)."""
+    if EFFNET_INPUT == "rgb":
+        return to01(images)
+    return torch.from_numpy(masks).float().div_(255.0)[:, None].expand(-1, 3, -1, -1)
 
 
 def stage(unet, param):
@@ -153,7 +177,7 @@ def load_state(path):
     return ev.torch_fns(text, stage(prior, param), stage(decoder, param), vq.decoder, CLIP_IMG, EFFNET_SIZE)
 
 
-def diffusion_loss(model, x0, rng, param="x0", **cond):
+def diffusion_loss(model, x0, rng, param="x0", floor=0.1, **cond):
     """param eps: epsilon MSE, min-SNR-5 weighted; param x0: the UNet predicts x0, MSE weighted clamp(SNR, 0.1, 5)
     (= epsilon MSE for SNR in [0.1, 5], capped like min-SNR above, floored below so the high-noise means still train)."""
     b = x0.shape[0]
@@ -164,14 +188,17 @@ def diffusion_loss(model, x0, rng, param="x0", **cond):
     pred = model(xt, t, **cond)
     snr = ab / (1 - ab)
     if param == "x0":
-        return (torch.clamp(snr, 0.1, 5.0) * (pred - x0).pow(2).mean(dim=(1, 2, 3))).mean()
+        return (torch.clamp(snr, floor, 5.0) * (pred - x0).pow(2).mean(dim=(1, 2, 3))).mean()
     w = torch.clamp(snr, max=5.0) / snr
     return (w * (pred - noise).pow(2).mean(dim=(1, 2, 3))).mean()
 
 
-def train_joint(images, latents, items, tokenizer, iters, batch, rng, lr, deadline, export_every, export_fn, eval_fn):
+def train_joint(images, masks, latents, items, tokenizer, iters, batch, rng, lr, deadline, export_every, export_fn, eval_fn, init=None):
     text, effnet, decoder, prior = make_modules(len(tokenizer.vocab))
     mods = {"text": text, "effnet": effnet, "decoder": decoder, "prior": prior}
+    if init is not None:  # --resume: continue from the EMA modules of an earlier run's state.pt
+        for k, m in mods.items():
+            m.load_state_dict(init[k])
     for k, m in mods.items():
         log(f"{k}: {sum(p.numel() for p in m.parameters()) / 1e6:.3f} M parameters")
     params = [p for m in mods.values() for p in m.parameters()]
@@ -203,10 +230,10 @@ def train_joint(images, latents, items, tokenizer, iters, batch, rng, lr, deadli
         tokens = torch.tensor([ids(c) for c in caps], dtype=torch.int32)
         pooled, _, hidden = text(tokens)
         pooled = pooled[:, None]
-        e = effnet(to01(images[idx]))
+        e = effnet(effnet_input(images[idx], masks[idx]))
         e_cond = e + 0.05 * torch.randn_like(e)
-        loss_b = diffusion_loss(decoder, latents[torch.from_numpy(idx)], rng, PARAM, clip_text_pooled=pooled, effnet=e_cond)
-        loss_c = diffusion_loss(prior, e.detach(), rng, PARAM, clip_text_pooled=pooled, clip_text=hidden,
+        loss_b = diffusion_loss(decoder, latents[torch.from_numpy(idx)], rng, PARAM, DECODER_FLOOR, clip_text_pooled=pooled, effnet=e_cond)
+        loss_c = diffusion_loss(prior, e.detach(), rng, PARAM, PRIOR_FLOOR, clip_text_pooled=pooled, clip_text=hidden,
                                 clip_img=torch.zeros(batch, 1, CLIP_IMG))
         loss = loss_b + loss_c
         opt.zero_grad(set_to_none=True)
@@ -233,6 +260,61 @@ def train_joint(images, latents, items, tokenizer, iters, batch, rng, lr, deadli
     return ema, time.time() - start, step
 
 
+@torch.no_grad()
+def effnet_all(effnet, images, masks, batch=500):
+    return torch.cat([effnet(effnet_input(images[i:i + batch], masks[i:i + batch])) for i in range(0, len(images), batch)])
+
+
+def train_prior(prior, text, effnet_latents, items, tokenizer, iters, batch, rng, lr, deadline, floor=1.0, log_every=100):
+    """Stage C alone on fixed targets (the frozen EMA effnet's latents of every training picture, computed once) and the
+    frozen text encoder: the prior no longer chases a compressor that moves under it, and at a 2x2 map it is cheap, so
+    it gets large batches. x0 loss weighted clamp(SNR, floor, 5): floor 1 keeps the high-noise steps (where the prior
+    must read the caption) at full weight. Trains `prior` in place; returns its EMA copy."""
+    ema = copy.deepcopy(prior).eval()
+    for p in ema.parameters():
+        p.requires_grad_(False)
+    opt = torch.optim.AdamW(prior.parameters(), lr=lr, weight_decay=0.01)
+    start = time.time()
+    budget = None if deadline is None else deadline - start
+    log(f"prior stage: up to {iters} x {batch}, {len(effnet_latents)} fixed effnet targets, loss floor {floor}")
+    u_ids = torch.tensor([tokenizer.encode("")], dtype=torch.int32)
+    step, avg = 0, None
+    while True:
+        p = progress_of(step, iters, start, budget)
+        if p >= 1:
+            break
+        for g in opt.param_groups:
+            g["lr"] = lr_at(int(p * iters), iters, lr, 100)
+        idx = rng.integers(len(effnet_latents), size=batch)
+        caps = ["" if rng.random() < 0.1 else data.random_caption(items[i], rng) for i in idx]
+        with torch.no_grad():
+            pooled, _, hidden = text(torch.tensor([tokenizer.encode(c) for c in caps], dtype=torch.int32))
+        x0 = effnet_latents[torch.from_numpy(idx)]
+        t = torch.from_numpy(rng.random(batch).astype(np.float32))
+        ab = alpha_cumprod(t)
+        noise = torch.from_numpy(rng.standard_normal(x0.shape).astype(np.float32))
+        xt = ab.sqrt()[:, None, None, None] * x0 + (1 - ab).sqrt()[:, None, None, None] * noise
+        pred = prior(xt, t, clip_text_pooled=pooled[:, None], clip_text=hidden, clip_img=torch.zeros(batch, 1, CLIP_IMG))
+        w = torch.clamp(ab / (1 - ab), floor, 5.0)
+        loss = (w * (pred - x0).pow(2).mean(dim=(1, 2, 3))).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(prior.parameters(), 1.0)
+        opt.step()
+        decay = min(0.998, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for q, w_ in zip(ema.parameters(), prior.parameters()):
+                q.mul_(decay).add_(w_.detach(), alpha=1 - decay)
+        avg = loss.item() if avg is None else 0.98 * avg + 0.02 * loss.item()
+        if step % log_every == 0:
+            el = time.time() - start
+            log(f"prior {step}/{iters} loss {loss.item():.4f} (avg {avg:.4f}) lr {opt.param_groups[0]['lr']:.2e} progress {p:.3f} "
+                f"({(step + 1) / el:.2f} it/s, {el / 60:.1f} min)")
+        step += 1
+    log(f"prior: {step} iterations done")
+    return ema, time.time() - start, step
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="models/tiny-cascade")
@@ -249,13 +331,22 @@ def main():
     ap.add_argument("--vq-share", type=float, default=0.2)
     ap.add_argument("--export-every-min", type=float, default=8.0)
     ap.add_argument("--param", choices=["x0", "eps"], default="x0", help="what the UNets learn to predict (exports output epsilon either way)")
+    ap.add_argument("--effnet-input", choices=["mask", "rgb"], default="mask", help="what the effnet compressor sees (mask: colour-blind coverage; the colours then come from the pooled text)")
+    ap.add_argument("--prior-share", type=float, default=0.25, help="share of the time budget for the final prior-only stage (0: none)")
+    ap.add_argument("--prior-iters", type=int, default=3000)
+    ap.add_argument("--prior-batch", type=int, default=128)
+    ap.add_argument("--prior-lr", type=float, default=1e-3)
+    ap.add_argument("--prior-floor", type=float, default=1.0, help="lower clamp of the prior's SNR loss weight (joint and prior stages)")
+    ap.add_argument("--decoder-floor", type=float, default=0.1, help="lower clamp of Stage B's SNR loss weight")
+    ap.add_argument("--resume", default=None, help="start the joint stage from the EMA modules of this state.pt (same --images/--seed/--resume-vq)")
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--resume-vq", default=None, help="skip Stage A: load the (uncentred) Stage A saved as <state>.stage_a by an earlier run")
     a = ap.parse_args()
     if a.smoke:
-        a.images, a.vq_iters, a.iters = 512, 20, 30
-    global PARAM
-    PARAM = a.param
+        a.images, a.vq_iters, a.iters, a.prior_iters, a.prior_batch = 512, 20, 30, 10, 16
+    global PARAM, EFFNET_INPUT, PRIOR_FLOOR, DECODER_FLOOR
+    PARAM, EFFNET_INPUT, PRIOR_FLOOR, DECODER_FLOOR = a.param, a.effnet_input, a.prior_floor, a.decoder_floor
+    init = torch.load(a.resume) if a.resume else None
     run_start = time.time()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
@@ -266,6 +357,7 @@ def main():
     t0 = time.time()
     images, items = data.make_dataset(a.images, a.seed)
     tokenizer = data.Tokenizer()
+    masks = coverage(images, items)
     times["data"] = time.time() - t0
     log(f"data: {len(images)} images in {times['data']:.1f} s; vocab {len(tokenizer.vocab)}")
 
@@ -297,7 +389,7 @@ def main():
     def export_fn(ema, note):
         export_folder(a.out, tokenizer, ema["text"], stage(ema["prior"], PARAM), stage(ema["decoder"], PARAM), vq, scale_factor,
                       TEXT, VQ, CLIP_IMG, EFFNET_SIZE, dict(info, note=note, param=PARAM))
-        torch.save({"vocab": len(tokenizer.vocab), "scale_factor": scale_factor, "param": PARAM,
+        torch.save({"vocab": len(tokenizer.vocab), "scale_factor": scale_factor, "param": PARAM, "effnet_input": EFFNET_INPUT,
                     **{k: m.state_dict() for k, m in ema.items()}, "vq": vq.state_dict()}, a.state)
 
     def eval_fn(ema, label):
@@ -308,10 +400,25 @@ def main():
         log(f"eval {label} (held-out, seed 0, {len(entries)} pictures, {time.time() - t0:.1f} s): " + json.dumps({k: round(100 * v, 1) for k, v in totals.items()}))
 
     deadline = None if a.time_budget_min is None else run_start + 60 * a.time_budget_min - 40
-    ema, times["joint"], steps = train_joint(images, latents, items, tokenizer, a.iters, a.batch, rng, a.lr, deadline,
-                                             a.export_every_min, export_fn, eval_fn)
+    joint_deadline = None if deadline is None else deadline - a.prior_share * (deadline - time.time())
+    ema, times["joint"], steps = train_joint(images, masks, latents, items, tokenizer, a.iters, a.batch, rng, a.lr, joint_deadline,
+                                             a.export_every_min, export_fn, eval_fn, init)
+    note = f"final, {steps} joint iterations"
+    if a.prior_share > 0:
+        export_fn(ema, f"checkpoint after the joint stage, {steps} iterations")
+        eval_fn(ema, "after the joint stage")
+        t0 = time.time()
+        targets = effnet_all(ema["effnet"], images, masks)
+        log(f"effnet targets {tuple(targets.shape)} of the frozen EMA compressor ({time.time() - t0:.1f} s)")
+        prior = copy.deepcopy(ema["prior"]).train()
+        for q in prior.parameters():
+            q.requires_grad_(True)
+        ema["prior"], times["prior"], psteps = train_prior(prior, ema["text"], targets, items, tokenizer, a.prior_iters, a.prior_batch,
+                                                           rng, a.prior_lr, deadline, floor=a.prior_floor)
+        note += f" + {psteps} prior-only iterations x {a.prior_batch}"
+        info["steps"] += f"; prior-only up to {a.prior_iters}x{a.prior_batch}"
     t0 = time.time()
-    export_fn(ema, f"final, {steps} joint iterations")
+    export_fn(ema, note)
     times["export"] = time.time() - t0
     times["total"] = time.time() - run_start
     log("times (s): " + json.dumps({k: round(v, 1) for k, v in times.items()}))
