@@ -35,7 +35,7 @@ VQ = {"levels": [32, 64], "latent_channels": 4, "bottleneck_blocks": 6, "edge_we
 CLIP_IMG = 16
 EFFNET_SIZE = 2  # ceil(64 / 42.67)
 PARAM = "x0"  # --param: what the UNets predict in training (the exported graphs output epsilon either way)
-EFFNET_INPUT = "mask"  # --effnet-input: what the semantic compressor sees (mask: the shapes' coverage, colour-blind; rgb: the picture)
+EFFNET_INPUT = "rgb"  # --effnet-input: what the semantic compressor sees (rgb: the picture; mask: the shapes' coverage, colour-blind)
 PRIOR_FLOOR = 1.0  # --prior-floor: lower clamp of the prior's SNR loss weight (x0 loss)
 DECODER_FLOOR = 0.1  # --decoder-floor: the same for Stage B
 
@@ -331,7 +331,7 @@ def main():
     ap.add_argument("--vq-share", type=float, default=0.2)
     ap.add_argument("--export-every-min", type=float, default=8.0)
     ap.add_argument("--param", choices=["x0", "eps"], default="x0", help="what the UNets learn to predict (exports output epsilon either way)")
-    ap.add_argument("--effnet-input", choices=["mask", "rgb"], default="mask", help="what the effnet compressor sees (mask: colour-blind coverage; the colours then come from the pooled text)")
+    ap.add_argument("--effnet-input", choices=["rgb", "mask"], default="rgb", help="what the effnet compressor sees (rgb: the picture; mask: colour-blind coverage, an experiment: Stage B then has to read the colours from the pooled text, which it did not learn)")
     ap.add_argument("--prior-share", type=float, default=0.25, help="share of the time budget for the final prior-only stage (0: none)")
     ap.add_argument("--prior-iters", type=int, default=3000)
     ap.add_argument("--prior-batch", type=int, default=128)

@@ -69,13 +69,14 @@ public sealed class CascadePictureTests(ITestOutputHelper output)
 }
 
 /// <summary>
-/// The tiny-cascade floors, a few points under what the shipped model measures on this subset in C# (foreground colour
-/// 100 %, background 11.1 %, shape 30.6 %; int8 38.9 dB, 6-bit palettes 29.3 dB). The background and shape are far below
-/// the targets (colours ≥ 95 %, shape ≥ 75 %): the model has not learned the background words yet. Raise them with it.
+/// The tiny-cascade floors, a few points under what the shipped model measures on this subset in C# (2026-12-06 model:
+/// background 100 %, foreground colour 83.3 %, shape 33.3 %; int8 46.2 dB, 6-bit palettes 39.0 dB). The previous model
+/// read background 11.1 %, foreground 100 %, shape 30.6 %: the background is learned now, the foreground colour lost a
+/// little (Python, all 72 held-out captions x 2 seeds: 91 %), the shape is still far under the 75 %. Raise them with it.
 /// </summary>
 internal static class CascadeFloors
 {
-    public const double Foreground = 0.9;
-    public const double Background = 0.05;
-    public const double Shape = 0.2;
+    public const double Foreground = 0.8;
+    public const double Background = 0.95;
+    public const double Shape = 0.3;
 }
