@@ -193,6 +193,14 @@ def diffusion_loss(model, x0, rng, param="x0", floor=0.1, **cond):
     return (w * (pred - noise).pow(2).mean(dim=(1, 2, 3))).mean()
 
 
+@torch.no_grad()
+def ema_update(ema_params, params, step):
+    """Exponential moving average with warm-up: decay (1+step)/(10+step), capped at 0.998."""
+    decay = min(0.998, (1 + step) / (10 + step))
+    for q, w in zip(ema_params, params):
+        q.mul_(decay).add_(w.detach(), alpha=1 - decay)
+
+
 def train_joint(images, masks, latents, items, tokenizer, iters, batch, rng, lr, deadline, export_every, export_fn, eval_fn, init=None):
     text, effnet, decoder, prior = make_modules(len(tokenizer.vocab))
     mods = {"text": text, "effnet": effnet, "decoder": decoder, "prior": prior}
@@ -240,10 +248,7 @@ def train_joint(images, masks, latents, items, tokenizer, iters, batch, rng, lr,
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
-        decay = min(0.998, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for q, w in zip(ema_params, params):
-                q.mul_(decay).add_(w.detach(), alpha=1 - decay)
+        ema_update(ema_params, params, step)
         lb, lc = (0.98 * lb + 0.02 * loss_b.item(), 0.98 * lc + 0.02 * loss_c.item()) if step else (loss_b.item(), loss_c.item())
         if step % 50 == 0:
             el = time.time() - start
@@ -289,22 +294,13 @@ def train_prior(prior, text, effnet_latents, items, tokenizer, iters, batch, rng
         caps = ["" if rng.random() < 0.1 else data.random_caption(items[i], rng) for i in idx]
         with torch.no_grad():
             pooled, _, hidden = text(torch.tensor([tokenizer.encode(c) for c in caps], dtype=torch.int32))
-        x0 = effnet_latents[torch.from_numpy(idx)]
-        t = torch.from_numpy(rng.random(batch).astype(np.float32))
-        ab = alpha_cumprod(t)
-        noise = torch.from_numpy(rng.standard_normal(x0.shape).astype(np.float32))
-        xt = ab.sqrt()[:, None, None, None] * x0 + (1 - ab).sqrt()[:, None, None, None] * noise
-        pred = prior(xt, t, clip_text_pooled=pooled[:, None], clip_text=hidden, clip_img=torch.zeros(batch, 1, CLIP_IMG))
-        w = torch.clamp(ab / (1 - ab), floor, 5.0)
-        loss = (w * (pred - x0).pow(2).mean(dim=(1, 2, 3))).mean()
+        loss = diffusion_loss(prior, effnet_latents[torch.from_numpy(idx)], rng, "x0", floor,
+                              clip_text_pooled=pooled[:, None], clip_text=hidden, clip_img=torch.zeros(batch, 1, CLIP_IMG))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(prior.parameters(), 1.0)
         opt.step()
-        decay = min(0.998, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for q, w_ in zip(ema.parameters(), prior.parameters()):
-                q.mul_(decay).add_(w_.detach(), alpha=1 - decay)
+        ema_update(ema.parameters(), prior.parameters(), step)
         avg = loss.item() if avg is None else 0.98 * avg + 0.02 * loss.item()
         if step % log_every == 0:
             el = time.time() - start
