@@ -68,16 +68,20 @@ public sealed class SessionCache
     public string EntryFor(string modelPath, SessionSettings settings) => Path.Combine(Directory, Key(modelPath, SessionFactory.Resolve(modelPath, settings)));
 
     /// <summary>A session for <paramref name="modelPath"/>: from the cache when a valid entry exists, else built (and cached when possible).</summary>
-    public InferenceSession Create(string modelPath, SessionSettings settings, out CacheOutcome outcome)
+    public InferenceSession Create(string modelPath, SessionSettings settings, out CacheOutcome outcome) =>
+        CreateResolved(modelPath, SessionFactory.Resolve(modelPath, settings), out outcome);
+
+    /// <summary>As <see cref="Create"/> for settings already through <see cref="SessionFactory.Resolve"/> (which reads the model's outline: done once).</summary>
+    internal InferenceSession CreateResolved(string modelPath, SessionSettings resolved, out CacheOutcome outcome)
     {
-        var session = CreateCore(modelPath, SessionFactory.Resolve(modelPath, settings), out outcome);
+        var session = CreateCore(modelPath, resolved, out outcome);
         _outcomes[Path.GetFullPath(modelPath)] = outcome;
         return session;
     }
 
     private InferenceSession CreateCore(string modelPath, SessionSettings settings, out CacheOutcome outcome)
     {
-        string entry = EntryFor(modelPath, settings);
+        string entry = Path.Combine(Directory, Key(modelPath, settings));
         bool rebuilt = false;
         if (System.IO.Directory.Exists(entry))
         {
