@@ -102,7 +102,7 @@ public static class BenchCommand
 
     private static void WriteCharts(BenchmarkReport report, string folder)
     {
-        string form = (report.Compression ?? "float32").Replace(':', '-') + (report.Settings.Contains("unfused attention", StringComparison.Ordinal) ? "-unfused" : "");
+        string form = (report.Compression ?? "float32").Replace(':', '-') + (report.UnfusedAttention ? "-unfused" : "");
         foreach (var (name, png) in report.Charts())
         {
             string path = Path.Combine(folder, $"bench-{report.Arch}-{report.Resolution}-{form}-{name}.png");

@@ -22,7 +22,7 @@ public static class BenchmarkComparison
         foreach (var report in reports)
         {
             string form = (report.Compression is null ? "float32" : $"{report.Compression} ({report.Decompression})")
-                + (report.Settings.Contains("unfused attention", StringComparison.Ordinal) ? ", unfused attention" : "");
+                + (report.UnfusedAttention ? ", unfused attention" : "");
             foreach (var c in report.Components)
             {
                 var b = baseline.Components.FirstOrDefault(x => x.Name == c.Name);

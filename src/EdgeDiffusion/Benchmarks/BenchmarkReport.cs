@@ -37,6 +37,9 @@ public sealed record BenchmarkReport(
 
     public const string FlopsNote = "GFLOP counts 2 per multiply-add of MatMul/Gemm/Conv-family kernels, read from the profiled first warm-up's shapes; other kernels count 0";
 
+    /// <summary>Whether the run kept the graph's unfused attention (the settings line names the attention kernel).</summary>
+    public bool UnfusedAttention => Settings.Contains("unfused attention", StringComparison.Ordinal);
+
     /// <summary>The higher of the two probes: the float32 peak the components are compared with.</summary>
     public double? PeakGflops => GemmGflops is null && ConvGflops is null ? null : Math.Max(GemmGflops ?? 0, ConvGflops ?? 0);
 
