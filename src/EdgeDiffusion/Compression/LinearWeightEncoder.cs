@@ -7,7 +7,9 @@ namespace EdgeDiffusion.Compression;
 /// Linear quantization of a weight (<see cref="LinearQuantizer"/>) rebuilt in the graph by one DequantizeLinear.
 /// Per-channel scales follow the output channels (<see cref="WeightUse.OutputChannelAxis"/>); blocks run along the
 /// reduction axis (<see cref="BlockAxis"/>), the layout ONNX Runtime fuses into MatMulNBits for a 2-D MatMul B.
-/// The zero point is left out when it is 0 everywhere (symmetric signed types), as DequantizeLinear then assumes 0.
+/// The zero point is left out when it is 0 everywhere (symmetric signed types), as DequantizeLinear then assumes 0,
+/// except for 8-bit per-axis weights: ONNX Runtime's exact-integer mode (<see cref="Runtime.PreciseInt8"/>) turns int8
+/// weights into uint8 and fails on a per-axis DequantizeLinear without one.
 /// </summary>
 public sealed class LinearWeightEncoder : IWeightEncoder
 {
@@ -69,7 +71,7 @@ public sealed class LinearWeightEncoder : IWeightEncoder
         var (data, scale, zeroPoint) = quantized.ToTensorProtos(use.Name);
         data.Name = uniqueName(use.Name + ".quantized");
         scale.Name = uniqueName(use.Name + ".scale");
-        bool zeroPointNeeded = quantized.ZeroPoints.Any(z => z != 0);
+        bool zeroPointNeeded = quantized.ZeroPoints.Any(z => z != 0) || (Bits == 8 && spec.Granularity != QuantizationGranularity.PerTensor);
         if (zeroPointNeeded) zeroPoint.Name = uniqueName(use.Name + ".zero_point");
 
         var node = new NodeProto { OpType = "DequantizeLinear", Name = uniqueName(use.Name + ".DequantizeLinear") };

@@ -90,6 +90,7 @@ internal static class Int8Serving
         if (!editor.IsTopologicallySorted) editor.SortTopologically();
         editor.RemoveDeadNodes();
         ActivationQuantizer.Apply(graph, ranges, model.ReadAsFloat);
+        PreciseInt8.AddZeroPoints(graph);
         int opset = Math.Max(13, OpsetUpgrader.DefaultOpset(model.Proto));
         if (OpsetUpgrader.Upgrade(model.Proto, opset)) editor.Reindex();
         return model.Proto;

@@ -121,7 +121,7 @@ public static class SessionFactory
         // (load-mode) compressed models, whose float32 weights would only be cached again in full.
         bool expands = settings.Decompression == DecompressionMode.Load && settings.ConfigEntries.ContainsKey(LoadModeMarker);
         return settings.Cache is { } cache && File.Exists(modelPath) && !settings.Execution.CompilesGraph && !expands
-            ? cache.Create(modelPath, settings, out _)
+            ? cache.CreateResolved(modelPath, settings, out _)
             : Create(modelPath, settings, optimizedModelPath: null);
     }
 
@@ -149,6 +149,9 @@ public static class SessionFactory
         if (mode is DecompressionMode.Auto or DecompressionMode.Int8)
             mode = Int8Serving.Applies(outline.Graph, outline.Metadata) ? DecompressionMode.Int8 : DecompressionMode.Jit;
         var entries = new Dictionary<string, string>(SessionSettings.DecompressionEntries(mode));
+        // Int8 serving adds the zero points the exact mode needs; a file's graph must have them already.
+        if (mode == DecompressionMode.Int8 || (mode != DecompressionMode.Load && PreciseInt8.Supports(outline.Graph)))
+            entries[PreciseInt8.ConfigEntry] = "1";
         foreach (var (k, v) in settings.ConfigEntries) entries[k] = v;
         return settings with { ConfigEntries = entries };
     }
