@@ -6,6 +6,7 @@ namespace EdgeDiffusion.Bench;
 /// Benchmarks that are not tests: they print figures to record in docs/benchmarks.md.
 /// Usage: dotnet run -c Release --project bench/EdgeDiffusion.Bench -- onnx-io [--gb 3.4] [--width 4096] [--dir .bench/onnx-io]
 ///        dotnet run -c Release --project bench/EdgeDiffusion.Bench -- serve-load [--requests 200] [--clients 8] [--steps 20] [--max-queue 8] [--warmup 100] [--model DIR]
+///        dotnet run -c Release --project bench/EdgeDiffusion.Bench -- lora-merge [--unet FILE] [--rank 32] [--runs 3]
 ///        dotnet run -c Release --project bench/EdgeDiffusion.Bench -- pipeline [--arch tiny|sd15] [--size 64] [--steps 20] [--warmup 2]
 /// </summary>
 public static class Program
@@ -93,6 +94,11 @@ public static class Program
                     args.Contains("--recipe") ? Option("--recipe", "") : null,
                     Enum.Parse<Runtime.DecompressionMode>(Option("--decompress", "load"), ignoreCase: true));
                 return 0;
+            case "lora-merge":
+                LoraMergeBenchmark.Run(Option("--unet", Path.Combine(".bench", "models", "sd15", "unet", "model.onnx")),
+                    int.Parse(Option("--rank", "32"), CultureInfo.InvariantCulture), int.Parse(Option("--runs", "3"), CultureInfo.InvariantCulture),
+                    Option("--dir", Path.Combine(".bench", "lora")));
+                return 0;
             case "decompress-ops":
                 DecompressionOpsBenchmark.Run(int.Parse(Option("--runs", "5"), CultureInfo.InvariantCulture),
                     int.Parse(Option("--threads", "2"), CultureInfo.InvariantCulture), args.Contains("--only") ? Option("--only", "") : null);
@@ -100,6 +106,7 @@ public static class Program
             default:
                 Console.Error.WriteLine("usage: EdgeDiffusion.Bench compression-quality [--model models/tiny-shapes] [--seeds 2] [--only TEXT] [--recipe FILE] [--decompress load|jit]\n" +
                     "       EdgeDiffusion.Bench decompress-ops [--runs 5] [--threads 2] [--only TEXT]\n" +
+                    "       EdgeDiffusion.Bench lora-merge [--unet .bench/models/sd15/unet/model.onnx] [--rank 32] [--runs 3] [--dir .bench/lora]\n" +
                     "       EdgeDiffusion.Bench onnx-io [--gb 3.4] [--width 4096] [--dir DIR]\n" +
                     "       EdgeDiffusion.Bench startup [--arch sd15] [--component unet] [--mode plain|ours|cache-cold|cache-warm] [--runs 4] [--latent 64] [--batch 2] [--fixed] [--fresh-inputs] [--no-arena] [--memory-pattern|--no-memory-pattern] [--model-dir DIR] [--decompress jit|load]\n" +
                     "       EdgeDiffusion.Bench shapes [--model models/tiny-shapes] [--seeds 2] [--steps 20] [--guidance G (default: the model's)] [--save] [--grid FILE] [--through-vae]\n" +

@@ -1,3 +1,4 @@
+using System.Numerics.Tensors;
 using System.Runtime.InteropServices;
 using EdgeDiffusion.Onnx;
 using EdgeDiffusion.Onnx.Protobuf;
@@ -137,19 +138,35 @@ public static class LoraMerger
         float scale = adapter.Multiplier * layer.Scale;
         var up = layer.Up;
         var down = layer.Down;
-        for (long o = 0; o < outFeatures; o++)
-            for (int r = 0; r < rank; r++)
+        // Rows of the stored weight are contiguous: each gets rank vectorized multiply-adds, rows in parallel.
+        if (target.Layout == Layout.InOut)
+        {
+            // W[i, :] += Σ_r down[r, i] · (scale · up[:, r]), with up's columns made rows first.
+            var upColumns = new float[rank * outFeatures];
+            for (long o = 0; o < outFeatures; o++)
+                for (int r = 0; r < rank; r++) upColumns[r * outFeatures + o] = scale * up[o * rank + r];
+            Parallel.For(0L, inner, i =>
             {
-                float u = scale * up[o * rank + r];
-                if (u == 0) continue;
-                long downRow = (long)r * inner;
-                if (target.Layout == Layout.InOut)
-                    for (long i = 0; i < inner; i++) weight[i * outFeatures + o] += u * down[downRow + i];
-                else
+                var row = weight.AsSpan((int)(i * outFeatures), (int)outFeatures);
+                for (int r = 0; r < rank; r++)
                 {
-                    long row = o * inner;
-                    for (long i = 0; i < inner; i++) weight[row + i] += u * down[downRow + i];
+                    float d = down[r * inner + i];
+                    if (d != 0) TensorPrimitives.MultiplyAdd(upColumns.AsSpan((int)(r * outFeatures), (int)outFeatures), d, row, row);
                 }
-            }
+            });
+        }
+        else
+        {
+            // W[o, :] += Σ_r (scale · up[o, r]) · down[r, :]
+            Parallel.For(0L, outFeatures, o =>
+            {
+                var row = weight.AsSpan((int)(o * inner), (int)inner);
+                for (int r = 0; r < rank; r++)
+                {
+                    float u = scale * up[o * rank + r];
+                    if (u != 0) TensorPrimitives.MultiplyAdd(down.AsSpan((int)(r * inner), (int)inner), u, row, row);
+                }
+            });
+        }
     }
 }
