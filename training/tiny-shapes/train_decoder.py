@@ -162,6 +162,49 @@ def decoder_loss(rec, x, edge_weight, boundary_weight):
     return l1 + mse + edge_weight * grad, {"l1": l1.item(), "mse": F.mse_loss(rec, x).item(), "grad": grad.item()}
 
 
+def recolour(images, items, share, rng):
+    """Gives a share of the pictures two uniformly random sRGB colours (at least 80 levels apart, so the shape stays
+    visible) in place of their palette pair. The drawing is a linear blend of the two colours, so each pixel's blend
+    weight is recovered exactly from the palette pair and redrawn with the new pair. The UNet only ever asks for the 8
+    palette colours, but a decoder that has seen only those renders every other colour as the nearest of them (pink as
+    pale purple: training/tiny-shapes-pink-lora/check_vae.log), and a LoRA cannot adapt the VAE."""
+    out = images.copy()
+    chosen = np.flatnonzero(rng.random(len(images)) < share)
+    for i in chosen:
+        fg = np.array(data.PALETTE[items[i]["color"]], np.float32)
+        bg = np.array(data.PALETTE[items[i]["background"]], np.float32)
+        d = fg - bg
+        alpha = np.clip(((images[i].astype(np.float32) - bg) @ d) / float(d @ d), 0, 1)[..., None]
+        while True:
+            fg2, bg2 = rng.integers(0, 256, size=(2, 3)).astype(np.float32)
+            if np.abs(fg2 - bg2).sum() >= 80:
+                break
+        out[i] = np.clip(np.rint(bg2 * (1 - alpha) + fg2 * alpha), 0, 255).astype(np.uint8)
+    return out, len(chosen)
+
+
+@torch.no_grad()
+def colour_roundtrip(vae, rng, n=128):
+    """Mean absolute error (sRGB levels) of the decoded colours at a large square's centre and at the border, over
+    pictures with random colours, and the same for pink (255, 105, 180) shapes and backgrounds."""
+    def err(pairs):
+        items = [{"shape": "square", "count": 1, "color": "red", "background": "blue", "position": "center", "size": "large"}
+                 for _ in pairs]
+        imgs = np.stack([data.draw(it) for it in items])
+        fg0, bg0 = (np.array(data.PALETTE[k], np.float32) for k in ("red", "blue"))
+        alpha = np.clip(((imgs.astype(np.float32) - bg0) @ (fg0 - bg0)) / float((fg0 - bg0) @ (fg0 - bg0)), 0, 1)[..., None]
+        fg, bg = (np.array([p[j] for p in pairs], np.float32)[:, None, None, :] for j in (0, 1))
+        imgs = np.clip(np.rint(bg * (1 - alpha) + fg * alpha), 0, 255).astype(np.uint8)
+        rec = vae.decoder(vae.encoder(to_tensor(imgs))[:, :4])
+        rec = ((rec.clamp(-1, 1) + 1) * 127.5).permute(0, 2, 3, 1).numpy()
+        c = data.IMAGE_SIZE // 2
+        return (np.abs(rec[:, c, c] - fg[:, 0, 0]).mean() + np.abs(rec[:, 1, 1] - bg[:, 0, 0]).mean()) / 2
+    random_pairs = [tuple(rng.integers(0, 256, size=(2, 3))) for _ in range(n)]
+    pink = (255, 105, 180)
+    pink_pairs = [(pink, data.PALETTE[c]) for c in data.COLORS] + [(data.PALETTE[c], pink) for c in data.COLORS]
+    return err(random_pairs), err(pink_pairs)
+
+
 @torch.no_grad()
 def encode(encoder, images, batch=64):
     return torch.cat([encoder(to_tensor(images[i:i + batch]))[:, :4] for i in range(0, len(images), batch)])
@@ -201,6 +244,8 @@ def main():
     ap.add_argument("--time-budget-min", type=float, default=None,
                     help="whole-run wall-clock budget: the schedule ends (lr fully decayed) in time to export by then")
     ap.add_argument("--eval-every", type=int, default=1000)
+    ap.add_argument("--recolour-share", type=float, default=0.0,
+                    help="share of the training pictures redrawn with two random sRGB colours (a decoder for any colour)")
     ap.add_argument("--smoke", action="store_true", help="512 images, 20 iterations")
     a = ap.parse_args()
     if a.smoke:
@@ -228,9 +273,13 @@ def main():
     assert dz < 1e-4 and dr < 1e-4, "the ONNX weights did not load into models.py's modules"
     mse, acc = vae_heldout_check(vae)
     log(f"shipped VAE on the held-out layouts: MSE {mse:.5f}, shape read right {100 * acc:.1f} %")
+    log("shipped VAE colour round trip, mean abs error in levels: random colours %.1f, pink %.1f" % colour_roundtrip(vae, np.random.default_rng(7)))
 
     t0 = time.time()
-    images, _ = data.make_dataset(a.images, a.seed)
+    images, items = data.make_dataset(a.images, a.seed)
+    if a.recolour_share > 0:
+        images, n = recolour(images, items, a.recolour_share, rng)
+        log(f"recoloured {n} of {len(images)} pictures with random colour pairs")
     latents = encode(vae.encoder, images)  # the frozen encoder's means (what the UNet is trained to produce)
     log(f"data: {len(images)} images drawn and encoded in {time.time() - t0:.1f} s; latents {tuple(latents.shape)}")
 
@@ -273,6 +322,7 @@ def main():
         f"(schedule progress reached 1 {'by iterations' if step >= a.iters else 'by the time budget'})")
     mse, acc = vae_heldout_check(vae)
     log(f"fine-tuned VAE on the held-out layouts: MSE {mse:.5f}, shape read right {100 * acc:.1f} %")
+    log("fine-tuned VAE colour round trip, mean abs error in levels: random colours %.1f, pink %.1f" % colour_roundtrip(vae, np.random.default_rng(7)))
     with torch.no_grad():
         x = to_tensor(images[:256])
         log(f"reconstruction MSE on 256 training images: {F.mse_loss(dec(latents[:256]), x).item():.5f}")
