@@ -29,7 +29,7 @@ public static class BenchCommand
         var gemm = new Option<int>("--gemm-size") { Description = "side of the float32 MatMul measuring this machine's peak (0 skips the GEMM and convolution probes)", DefaultValueFactory = _ => 2048 };
         var json = new Option<bool>("--json") { Description = "print JSON instead of the table" };
         var markdown = new Option<string?>("--markdown") { Description = "also write the table as Markdown to this file" };
-        var endToEnd = new Option<bool>("--end-to-end") { Description = "also time one whole generation through the pipeline (Stable Diffusion architectures; --steps steps)" };
+        var endToEnd = new Option<bool>("--end-to-end") { Description = "also time one whole generation through the pipeline (--steps steps; Stable Cascade: prior --steps, then --decoder-steps) against the composed figure" };
         var charts = new Option<string?>("--charts") { Description = "also write PNG charts (time per picture, GFLOP/s, peak RSS by component) into this folder" };
         var command = new Command("bench", "Time each component of a random-weight model of a known architecture (pictures meaningless; time and memory real).")
         {
