@@ -49,8 +49,7 @@ public static class LoraMergeBenchmark
             peak = Math.Max(peak, ProcessMemory.PeakRssBytes());
         }
         double Median(int i) => phases.Select(p => p[i]).Order().ElementAt(phases.Count / 2);
-        long weights = new FileInfo(unet).Length + graph.Initializer.Where(t => t.ExternalData.Count > 0).Select(t => t.ExternalData.First(e => e.Key == "location").Value).Distinct()
-            .Sum(f => new FileInfo(Path.Combine(Path.GetDirectoryName(Path.GetFullPath(unet))!, f)).Length);
+        long weights = Benchmarks.ComponentBenchmark.DiskBytes(unet);
         Console.WriteLine(FormattableString.Invariant(
             $"median of {runs}: read LoRA {Median(0):0.00} s, load UNet {Median(1):0.00} s, merge {Median(2):0.00} s, save merged copy {Median(3):0.00} s; total {Median(4):0.00} s; peak RSS {peak / 1073741824.0:0.00} GiB (model files {weights / 1073741824.0:0.00} GiB)"));
     }

@@ -162,24 +162,28 @@ def decoder_loss(rec, x, edge_weight, boundary_weight):
     return l1 + mse + edge_weight * grad, {"l1": l1.item(), "mse": F.mse_loss(rec, x).item(), "grad": grad.item()}
 
 
+def redraw(images, fg, bg, fg2, bg2):
+    """The pictures drawn with colours (fg, bg) redrawn with (fg2, bg2): a drawing is a linear blend of its two colours,
+    so each pixel's blend weight is recovered exactly by projecting it on fg - bg."""
+    d = fg - bg
+    alpha = np.clip(((images.astype(np.float32) - bg) @ d) / float(d @ d), 0, 1)[..., None]
+    return np.clip(np.rint(bg2 * (1 - alpha) + fg2 * alpha), 0, 255).astype(np.uint8)
+
+
 def recolour(images, items, share, rng):
     """Gives a share of the pictures two uniformly random sRGB colours (at least 80 levels apart, so the shape stays
-    visible) in place of their palette pair. The drawing is a linear blend of the two colours, so each pixel's blend
-    weight is recovered exactly from the palette pair and redrawn with the new pair. The UNet only ever asks for the 8
-    palette colours, but a decoder that has seen only those renders every other colour as the nearest of them (pink as
-    pale purple: training/tiny-shapes-pink-lora/check_vae.log), and a LoRA cannot adapt the VAE."""
+    visible) in place of their palette pair (`redraw`). The UNet only ever asks for the 8 palette colours, but a decoder
+    that has seen only those renders every other colour as the nearest of them (pink as pale purple:
+    training/tiny-shapes-pink-lora/check_vae.log), and a LoRA cannot adapt the VAE."""
     out = images.copy()
     chosen = np.flatnonzero(rng.random(len(images)) < share)
     for i in chosen:
-        fg = np.array(data.PALETTE[items[i]["color"]], np.float32)
-        bg = np.array(data.PALETTE[items[i]["background"]], np.float32)
-        d = fg - bg
-        alpha = np.clip(((images[i].astype(np.float32) - bg) @ d) / float(d @ d), 0, 1)[..., None]
+        fg, bg = (np.array(data.PALETTE[items[i][k]], np.float32) for k in ("color", "background"))
         while True:
             fg2, bg2 = rng.integers(0, 256, size=(2, 3)).astype(np.float32)
             if np.abs(fg2 - bg2).sum() >= 80:
                 break
-        out[i] = np.clip(np.rint(bg2 * (1 - alpha) + fg2 * alpha), 0, 255).astype(np.uint8)
+        out[i] = redraw(images[i], fg, bg, fg2, bg2)
     return out, len(chosen)
 
 
@@ -188,13 +192,10 @@ def colour_roundtrip(vae, rng, n=128):
     """Mean absolute error (sRGB levels) of the decoded colours at a large square's centre and at the border, over
     pictures with random colours, and the same for pink (255, 105, 180) shapes and backgrounds."""
     def err(pairs):
-        items = [{"shape": "square", "count": 1, "color": "red", "background": "blue", "position": "center", "size": "large"}
-                 for _ in pairs]
-        imgs = np.stack([data.draw(it) for it in items])
+        square = data.draw({"shape": "square", "count": 1, "color": "red", "background": "blue", "position": "center", "size": "large"})
         fg0, bg0 = (np.array(data.PALETTE[k], np.float32) for k in ("red", "blue"))
-        alpha = np.clip(((imgs.astype(np.float32) - bg0) @ (fg0 - bg0)) / float((fg0 - bg0) @ (fg0 - bg0)), 0, 1)[..., None]
         fg, bg = (np.array([p[j] for p in pairs], np.float32)[:, None, None, :] for j in (0, 1))
-        imgs = np.clip(np.rint(bg * (1 - alpha) + fg * alpha), 0, 255).astype(np.uint8)
+        imgs = redraw(square[None], fg0, bg0, fg, bg)  # one square, redrawn in every pair
         rec = vae.decoder(vae.encoder(to_tensor(imgs))[:, :4])
         rec = ((rec.clamp(-1, 1) + 1) * 127.5).permute(0, 2, 3, 1).numpy()
         c = data.IMAGE_SIZE // 2

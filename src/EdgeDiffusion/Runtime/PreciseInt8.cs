@@ -1,3 +1,4 @@
+using EdgeDiffusion.Onnx;
 using EdgeDiffusion.Onnx.Protobuf;
 using Google.Protobuf;
 using DT = EdgeDiffusion.Onnx.Protobuf.TensorProto.Types.DataType;
@@ -28,11 +29,9 @@ public static class PreciseInt8
         {
             string name = node.Input[0] + ".zero_point";
             for (int i = 1; !names.Add(name); i++) name = $"{node.Input[0]}.zero_point_{i}";
-            long count = scale.Dims.Aggregate(1L, (a, d) => a * d);
-            var zeros = new TensorProto { Name = name, DataType = (int)DT.Int8, RawData = ByteString.CopyFrom(new byte[count]) };
+            var zeros = new TensorProto { Name = name, DataType = (int)DT.Int8, RawData = ByteString.CopyFrom(new byte[TensorData.ElementCount(scale)]) };
             zeros.Dims.AddRange(scale.Dims);
             graph.Initializer.Add(zeros);
-            while (node.Input.Count < 2) node.Input.Add("");
             if (node.Input.Count == 2) node.Input.Add(name);
             else node.Input[2] = name;
         }
@@ -46,7 +45,7 @@ public static class PreciseInt8
         {
             if (node.OpType != "DequantizeLinear" || node.Input.Count < 2 || (node.Input.Count > 2 && node.Input[2].Length > 0)) continue;
             if (!initializers.TryGetValue(node.Input[0], out var data) || data.DataType != (int)DT.Int8) continue;
-            if (initializers.TryGetValue(node.Input[1], out var scale) && scale.Dims.Aggregate(1L, (a, d) => a * d) > 1) yield return (node, scale);
+            if (initializers.TryGetValue(node.Input[1], out var scale) && TensorData.ElementCount(scale) > 1) yield return (node, scale);
         }
     }
 }

@@ -22,8 +22,6 @@ public class PreciseInt8Tests
     private static ModelProto W8A8MatMul(bool zeroPoints)
     {
         var b = new GraphBuilder(17);
-        var activations = new byte[Rows * Inner];
-        Array.Fill(activations, (byte)255);
         var weights = new sbyte[Inner * Columns];
         for (int i = 0; i < weights.Length; i++) weights[i] = (sbyte)(i % Columns == 0 ? -127 : 127);
         b.Initializer<float>("x_scale", [], [0.02f]);
