@@ -10,7 +10,7 @@ namespace EdgeDiffusion.Tests.Gate;
 /// <summary>
 /// The picture gate for compression: each method compresses the whole default model, which then draws the gate's
 /// captions with the float32 seeds in both decompression modes, through a session cache as `edgediff generate` runs by
-/// default (first run builds the entry, second loads it): picture PSNR against float32 above a floor a few dB under
+/// default (first run builds the entry and is judged on every gate picture; second loads it and must redraw two of them): picture PSNR against float32 above a floor a few dB under
 /// what was measured (docs/compression.md, "Picture gate"), and the captions' colours. The int8 mode serves every form's
 /// weights re-quantized to int8 on ONNX Runtime's integer kernels with the UNet's calibrated activation ranges. The cached int8 text encoder drew
 /// black pictures on ONNX Runtime 1.31.1 (its reloaded MatMulNBits prepacked weights were wrong) while every
@@ -52,19 +52,37 @@ public sealed class CompressionPictureTests(PictureGate gate, ITestOutputHelper 
         var reference = gate.References();
         string cacheDir = Path.Combine(gate.WorkDir, "cache-" + string.Concat(variant.Where(char.IsLetterOrDigit)) + "-" + mode);
         var settings = SessionSettings.Default with { Decompression = mode, Cache = new SessionCache(cacheDir) };
-        foreach (var pass in new[] { "cache miss", "cache hit" })
-        {
-            var images = new List<RgbaImage>();
-            ShapesScore score;
-            using (var pipeline = StableDiffusionPipeline.Load(folder, settings))
-                score = ShapesEvaluation.Run(pipeline, gate.Subset, gate.Seeds, 20, gate.Guidance, "euler", onImage: images.Add);
-            var psnr = PictureGate.Psnrs(reference, images);
-            double colourFloor = variant.StartsWith("prune", StringComparison.Ordinal) ? 0.8 : 0.9;
-            output.WriteLine($"{variant} {mode} ({pass}): PSNR mean {psnr.Average():F1} dB, min {psnr.Min():F1}; {score}");
-            Assert.True(psnr.Average() >= floor, $"{variant}, {mode}, {pass}: mean picture PSNR {psnr.Average():F1} dB against float32 is under the floor {floor} dB");
-            Assert.True(score.Background >= colourFloor && score.Color >= colourFloor, $"{variant}, {mode}, {pass}: {score}");
-        }
+        // Cache miss: the session is optimized (and prepacked) and saved; its pictures are judged against float32. Jit
+        // expands every weight again on each UNet call (pruned weights: ~3.5 s a picture against ~0.6 s in float32), so it
+        // draws each caption with the first seed only (every colour and shape still appears); the others draw both seeds.
+        IReadOnlyList<ulong> seeds = mode == DecompressionMode.Jit ? [gate.Seeds[0]] : gate.Seeds;
+        reference = reference.Where((_, i) => seeds.Contains(gate.Seeds[i % gate.Seeds.Count])).ToList();
+        var images = new List<RgbaImage>();
+        ShapesScore score;
+        using (var pipeline = StableDiffusionPipeline.Load(folder, settings))
+            score = ShapesEvaluation.Run(pipeline, gate.Subset, seeds, 20, gate.Guidance, "euler", onImage: images.Add);
+        var psnr = PictureGate.Psnrs(reference, images);
+        double colourFloor = variant.StartsWith("prune", StringComparison.Ordinal) ? 0.8 : 0.9;
+        output.WriteLine($"{variant} {mode} (cache miss): PSNR mean {psnr.Average():F1} dB, min {psnr.Min():F1}; {score}");
+        Assert.True(psnr.Average() >= floor, $"{variant}, {mode}: mean picture PSNR {psnr.Average():F1} dB against float32 is under the floor {floor} dB");
+        Assert.True(score.Background >= colourFloor && score.Color >= colourFloor, $"{variant}, {mode}: {score}");
+
+        // Cache hit: the saved session must draw the same pictures (the cached int8 text encoder of ONNX Runtime 1.31.1
+        // drew black ones). Two captions with the first seed keep the gate short; a wrong cache entry changes them all.
+        var hitSubset = gate.Subset with { Captions = gate.Subset.Captions.Take(HitCaptions).ToList() };
+        var hitImages = new List<RgbaImage>();
+        using (var pipeline = StableDiffusionPipeline.Load(folder, settings))
+            ShapesEvaluation.Run(pipeline, hitSubset, [gate.Seeds[0]], 20, gate.Guidance, "euler", onImage: hitImages.Add);
+        var missImages = Enumerable.Range(0, HitCaptions).Select(i => images[i * seeds.Count]).ToList();
+        var hitPsnr = PictureGate.Psnrs(missImages, hitImages);
+        output.WriteLine($"{variant} {mode} (cache hit): PSNR against the cache-miss pictures min {hitPsnr.Min():F1} dB");
+        Assert.True(hitPsnr.Min() >= SameSessionFloorDb, $"{variant}, {mode}: the cached session draws another picture ({hitPsnr.Min():F1} dB against the cache-miss one)");
     }
+
+    private const int HitCaptions = 2;
+
+    /// <summary>A cached session runs the same graph and weights as the one that built it: its pictures match to rounding.</summary>
+    private const double SameSessionFloorDb = 50;
 
     [Fact]
     public void Int8Img2ImgStaysCloseToFloat32()
