@@ -9,11 +9,12 @@ namespace EdgeDiffusion.Tests.Gate;
 
 /// <summary>
 /// The picture gate for compression: each method compresses the whole default model, which then draws the gate's
-/// captions with the float32 seeds in both decompression modes, through a session cache as `edgediff generate` runs by
-/// default (first run builds the entry and is judged on every gate picture; second loads it and must redraw two of them): picture PSNR against float32 above a floor a few dB under
-/// what was measured (docs/compression.md, "Picture gate"), and the captions' colours. The int8 mode serves every form's
-/// weights re-quantized to int8 on ONNX Runtime's integer kernels with the UNet's calibrated activation ranges. The cached int8 text encoder drew
-/// black pictures on ONNX Runtime 1.31.1 (its reloaded MatMulNBits prepacked weights were wrong) while every
+/// captions with the float32 seeds (jit: the first seed only) in each decompression mode, through a session cache as
+/// `edgediff generate` runs by default (the first run builds the entry and is judged; the second loads it and must redraw
+/// two of the first run's pictures): picture PSNR against float32 above a floor a few dB under what was measured
+/// (docs/compression.md, "Picture gate"), and the captions' colours. The int8 mode serves every form's weights
+/// re-quantized to int8 on ONNX Runtime's integer kernels with the UNet's calibrated activation ranges. The cached int8
+/// text encoder drew black pictures on ONNX Runtime 1.31.1 (its reloaded MatMulNBits prepacked weights were wrong) while every
 /// cache-less test passed.
 /// </summary>
 [Collection(PictureGateCollection.Name)]
@@ -128,14 +129,13 @@ public sealed class CompressionPictureTests(PictureGate gate, ITestOutputHelper 
             return W8A8Quantizer.QuantizeFolder(source, destination, (_, _) => new CalibrationSet(trajectories.Samples, trajectories.Description), overwrite: true);
         });
         var reference = gate.References();
-        var heldOut = HeldOutSet.Load(Path.Combine(PictureGate.Model, "evaluation", "heldout.json"));
-        var floatScore = ShapesEvaluation.Run(gate.Float32, heldOut, [0], 20, gate.Guidance, "euler");
+        var floatScore = ShapesEvaluation.Run(gate.Float32, gate.HeldOut, [0], 20, gate.Guidance, "euler");
         var images = new List<RgbaImage>();
         ShapesScore score;
         using (var pipeline = StableDiffusionPipeline.Load(folder, SessionSettings.Default with { Cache = new SessionCache(Path.Combine(gate.WorkDir, "cache-w8a8")) }))
         {
             ShapesEvaluation.Run(pipeline, gate.Subset, gate.Seeds, 20, gate.Guidance, "euler", onImage: images.Add);
-            score = ShapesEvaluation.Run(pipeline, heldOut, [0], 20, gate.Guidance, "euler");
+            score = ShapesEvaluation.Run(pipeline, gate.HeldOut, [0], 20, gate.Guidance, "euler");
         }
         var psnr = PictureGate.Psnrs(reference, images);
         output.WriteLine($"w8a8: PSNR mean {psnr.Average():F1} dB, min {psnr.Min():F1}; {score}; float32 {floatScore}");

@@ -16,6 +16,9 @@ public sealed class PictureGate : IDisposable
 {
     public static string Model => Path.Combine(TestData.RepoRoot, "models", "tiny-shapes");
 
+    /// <summary>All 72 held-out captions.</summary>
+    public HeldOutSet HeldOut { get; }
+
     /// <summary>Every 8th held-out caption (9 of 72): each background and foreground colour and every shape appear.</summary>
     public HeldOutSet Subset { get; }
 
@@ -32,8 +35,8 @@ public sealed class PictureGate : IDisposable
 
     public PictureGate()
     {
-        var set = HeldOutSet.Load(Path.Combine(Model, "evaluation", "heldout.json"));
-        Subset = set with { Captions = set.Captions.Where((_, i) => i % 8 == 0).ToList() };
+        HeldOut = HeldOutSet.Load(Path.Combine(Model, "evaluation", "heldout.json"));
+        Subset = HeldOut with { Captions = HeldOut.Captions.Where((_, i) => i % 8 == 0).ToList() };
         Guidance = StableDiffusionPipeline.ConfiguredGuidance(Model) ?? GenerationRequest.DefaultGuidance;
         Float32 = StableDiffusionPipeline.Load(Model);
     }
