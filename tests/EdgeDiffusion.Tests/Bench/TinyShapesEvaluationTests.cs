@@ -31,11 +31,12 @@ public sealed class TinyShapesEvaluationTests(ITestOutputHelper output)
         Assert.True(score.Color >= 0.95, score.ToString());
         Assert.True(score.Shape >= 0.80, score.ToString());
 
-        // At SD's usual 7.5 the shapes are less often right (68.8 % measured): a regression there fails too.
-        var high = ShapesEvaluation.Run(pipeline, set, [0, 1], steps: 20, guidance: 7.5, scheduler: "euler");
+        // At SD's usual 7.5 the shapes are less often right (68.8 % of 144 pictures measured, 66.7 % of seed 0's 72): a
+        // regression there fails too. One seed keeps CI's time (the 144 pictures above took half of this test's 173 s).
+        var high = ShapesEvaluation.Run(pipeline, set, [0], steps: 20, guidance: 7.5, scheduler: "euler");
         output.WriteLine($"guidance 7.5: {high}");
         Assert.True(high.Background >= 0.95 && high.Color >= 0.95, high.ToString());
-        Assert.True(high.Shape >= 0.66, high.ToString());
+        Assert.True(high.Shape >= 0.62, high.ToString());
     }
 
     [Fact]

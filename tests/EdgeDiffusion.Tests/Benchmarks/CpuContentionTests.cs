@@ -24,14 +24,25 @@ public sealed class CpuContentionTests
     public void AnotherProcessesCpuTimeIsCountedAndOurOwnIsNot()
     {
         if (!OperatingSystem.IsLinux() || !File.Exists("/bin/sh")) return; // /proc and a shell are Linux facts
-        // This process's own work (one thread, 0.4 s) must not count as others'.
-        var mine = CpuContention.Start()!;
+        // This process's own work (one thread, 0.3 s) must not count as others'. Other processes may work at any moment
+        // (CI's test host, a build server), so each busy window is compared with an idle window just before it, and the
+        // closest pair of up to eight is judged: counting our own thread as others' would put every busy window one
+        // core's share above its idle neighbour.
         var clock = Stopwatch.StartNew();
-        double sink = 0;
-        while (clock.ElapsedMilliseconds < 400) sink += Math.Sqrt(clock.ElapsedTicks);
+        double sink = 0, excess = double.MaxValue;
+        for (int pair = 0; pair < 8 && excess >= 0.5 / Environment.ProcessorCount; pair++)
+        {
+            var idle = CpuContention.Start()!;
+            Thread.Sleep(300);
+            double idleShare = idle.OthersShare();
+            var mine = CpuContention.Start()!;
+            clock.Restart();
+            while (clock.ElapsedMilliseconds < 300) sink += Math.Sqrt(clock.ElapsedTicks);
+            excess = Math.Min(excess, mine.OthersShare() - idleShare);
+        }
         Assert.True(sink > 0);
-        double ownShare = mine.OthersShare();
-        Assert.True(ownShare < 0.5 / Environment.ProcessorCount, $"{ownShare:P1} of the machine counted as others' while only this process worked");
+        Assert.True(excess < 0.5 / Environment.ProcessorCount,
+            $"others' share rose by {excess:P1} of the machine while only this process worked more (closest of 8 window pairs)");
 
         // A child that only computes: at least its own CPU time must show as others', however busy the machine is.
         var others = CpuContention.Start()!;

@@ -19,7 +19,7 @@ public sealed class ServerLimitsTests
         using var client = new HttpClient { BaseAddress = server.Address, Timeout = TimeSpan.FromSeconds(120) };
         var tasks = Enumerable.Range(0, 5).Select(async _ =>
         {
-            using var response = await client.PostAsync("/v1/images/generations", ServerTests.Body($$"""{"prompt": "{{Caption}}", "steps": 150, "n": 4}"""));
+            using var response = await client.PostAsync("/v1/images/generations", ServerTests.Body($$"""{"prompt": "{{Caption}}", "steps": 60, "n": 2}"""));
             return ((int)response.StatusCode, await response.Content.ReadAsStringAsync());
         }).ToArray();
         var results = await Task.WhenAll(tasks);
