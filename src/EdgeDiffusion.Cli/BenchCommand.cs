@@ -30,10 +30,11 @@ public static class BenchCommand
         var json = new Option<bool>("--json") { Description = "print JSON instead of the table" };
         var markdown = new Option<string?>("--markdown") { Description = "also write the table as Markdown to this file" };
         var endToEnd = new Option<bool>("--end-to-end") { Description = "also time one whole generation through the pipeline (--steps steps; Stable Cascade: prior --steps, then --decoder-steps) against the composed figure" };
+        var sharedAllocator = new Option<bool>("--shared-allocator") { Description = "all sessions allocate from one shared CPU arena (session.use_env_allocators), as generate --shared-allocator" };
         var charts = new Option<string?>("--charts") { Description = "also write PNG charts (time per picture, GFLOP/s, peak RSS by component) into this folder" };
         var command = new Command("bench", "Time each component of a random-weight model of a known architecture (pictures meaningless; time and memory real).")
         {
-            arch, res, runs, warmup, steps, decoderSteps, component, compression, compare, attention, decompress, dir, threads, level, sessionOption, gemm, json, markdown, charts, endToEnd,
+            arch, res, runs, warmup, steps, decoderSteps, component, compression, compare, attention, decompress, dir, threads, level, sessionOption, gemm, json, markdown, charts, endToEnd, sharedAllocator,
         };
         var devices = RuntimeOptions.AddDeviceOptions(command);
         command.SetAction((result, cancellation) => Task.FromResult(VerbRunner.Run(() =>
@@ -65,6 +66,7 @@ public static class BenchCommand
                 Execution = devices.Resolve(result, Console.Error),
                 GemmSize = result.GetValue(gemm),
                 EndToEnd = result.GetValue(endToEnd),
+                SharedAllocator = result.GetValue(sharedAllocator),
                 Progress = m => Console.Error.WriteLine(m),
             };
             if (result.GetValue(compare) is { } forms)

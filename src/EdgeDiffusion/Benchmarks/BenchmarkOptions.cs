@@ -26,6 +26,9 @@ public sealed record BenchmarkOptions
     /// <summary>Also time one whole generation through the pipeline (SD architectures), after the components.</summary>
     public bool EndToEnd { get; init; }
 
+    /// <summary>All sessions allocate from one CPU arena registered in ONNX Runtime's environment (<see cref="SessionSettings.SharedAllocator"/>).</summary>
+    public bool SharedAllocator { get; init; }
+
     /// <summary>METHOD:BITS/DTYPE (palettize:6, linear:int8, linear:int4, prune:0.5); null benchmarks the float32 folder.</summary>
     public string? Compression { get; init; }
 

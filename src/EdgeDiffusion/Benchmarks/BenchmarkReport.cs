@@ -22,7 +22,17 @@ public sealed record ComponentResult(
 }
 
 /// <summary>One whole generation timed through the pipeline: session creation, the generation itself (steps as given) and the process's peak RSS meanwhile.</summary>
-public sealed record MeasuredGeneration(int Steps, double Guidance, string Scheduler, int DenoiserCalls, double LoadSeconds, double GenerationMs, long? PeakRssBytes);
+public sealed record MeasuredGeneration(int Steps, double Guidance, string Scheduler, int DenoiserCalls, double LoadSeconds, double GenerationMs, long? PeakRssBytes)
+{
+    /// <summary>
+    /// Where the generation's time went, by benchmark component name (text_encoder, unet or prior / decoder, vae_decoder or
+    /// vqgan): the time spent in that model's runs and their count, so each can be set beside its median × calls.
+    /// </summary>
+    public IReadOnlyList<GenerationPart> Parts { get; init; } = [];
+}
+
+/// <summary>One component's share of a timed generation: its runs' time and how many runs (null where the pipeline does not count them).</summary>
+public sealed record GenerationPart(string Component, double Ms, int? Calls);
 
 /// <summary>A whole benchmark: the model folder used, the machine's measured float32 peak, and each component's figures.</summary>
 public sealed record BenchmarkReport(
@@ -100,6 +110,11 @@ public sealed record BenchmarkReport(
                 ["load_seconds"] = g.LoadSeconds,
                 ["generation_ms"] = g.GenerationMs,
                 ["peak_rss_bytes"] = g.PeakRssBytes,
+                ["parts"] = new JsonArray(g.Parts.Select(part => (JsonNode)new JsonObject
+                {
+                    ["component"] = part.Component, ["ms"] = part.Ms, ["calls"] = part.Calls,
+                    ["composed_ms"] = Components.FirstOrDefault(c => c.Name == part.Component)?.PerPictureMs,
+                }).ToArray()),
             } : null,
             ["components"] = components,
         };
@@ -169,6 +184,16 @@ public sealed record BenchmarkReport(
         if (Generation is { } gen)
             sb.AppendLine($"one picture, measured through the pipeline ({gen.Steps} steps {gen.Scheduler}, guidance {F(gen.Guidance, "0.##")}, {gen.DenoiserCalls} denoiser calls): "
                 + $"{F(gen.GenerationMs / 1000, "0.00")} s after {F(gen.LoadSeconds, "0.0")} s of session creation; peak RSS {(gen.PeakRssBytes is long r ? Bytes(r) : "n/a")}");
+        if (Generation is { Parts.Count: > 0 } measured)
+        {
+            // Per component: the generation's own runs against the composed share, so a gap shows where it is (a session's
+            // first run, which the composed medians leave out, or time between the runs).
+            var parts = measured.Parts.Select(part => Components.FirstOrDefault(c => c.Name == part.Component) is { } c
+                ? $"{part.Component} {F(part.Ms / 1000, "0.00")} s / {F(c.PerPictureMs / 1000, "0.00")} s ({F(part.Ms / c.PerPictureMs, "0.00")}×{(part.Calls is int n ? $", {n} calls" : "")})"
+                : $"{part.Component} {F(part.Ms / 1000, "0.00")} s");
+            double inRuns = measured.Parts.Sum(p => p.Ms);
+            sb.AppendLine($"  its runs against the composed shares: {string.Join(", ", parts)}; between the runs {F((measured.GenerationMs - inRuns) / 1000, "0.00")} s");
+        }
         sb.AppendLine(PeakGflops is double peak
             ? $"float32 peak of this machine in ONNX Runtime: {F(peak, "0.0")} GFLOP/s (GEMM {GemmSize}²: {(GemmGflops is double gg ? F(gg, "0.0") : "n/a")}, conv 1280→1280 3×3 on 2×16×16: {(ConvGflops is double cg ? F(cg, "0.0") : "n/a")})"
             : "float32 peak: not measured (--gemm-size 0)");

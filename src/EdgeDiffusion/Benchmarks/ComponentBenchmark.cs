@@ -98,8 +98,10 @@ public static class ComponentBenchmark
             OptimizationLevel = options.OptimizationLevel,
             ConfigEntries = options.SessionEntries,
             Execution = options.Execution,
+            SharedAllocator = options.SharedAllocator,
         };
         string described = $"{options.Execution.Signature}, {options.OptimizationLevel}, {options.Attention.ToString().ToLowerInvariant()} attention, threads {(options.IntraOpThreads == 0 ? "ORT default" : options.IntraOpThreads.ToString(CultureInfo.InvariantCulture))}"
+            + (options.SharedAllocator ? ", shared allocator" : "")
             + string.Concat(options.SessionEntries.Select(e => $", {e.Key}={e.Value}"));
         var results = new List<ComponentResult>();
         foreach (var plan in plans)
@@ -119,6 +121,9 @@ public static class ComponentBenchmark
                 ? MeasureGeneration(folder, resolution, allPlans.First(p => p.Name == StableDiffusionArchitecture.UNet), settings, cancellation)
                 : MeasureCascadeGeneration(folder, resolution, allPlans.First(p => p.Name == StableCascadeArchitecture.Prior),
                     allPlans.First(p => p.Name == StableCascadeArchitecture.Decoder), settings, cancellation);
+            // Stage A's folder is vqgan/ in diffusers' layout and vae_decoder/ in the builders' (both hold the same decoder).
+            string stageA = allPlans.Any(p => p.Name == StableCascadeArchitecture.Vqgan) ? StableCascadeArchitecture.Vqgan : StableCascadeArchitecture.VaeDecoder;
+            generation = generation with { Parts = generation.Parts.Select(p => p.Component == StableCascadeArchitecture.Vqgan ? p with { Component = stageA } : p).ToList() };
         }
         return new BenchmarkReport(folderName, resolution, options.Compression, options.Decompression.ToString().ToLowerInvariant(), Path.GetFullPath(folder),
             options.Runs, options.Warmup, options.GemmSize, gemm, conv, results, described, plans.Length == allPlans.Length, generation, others);
@@ -162,7 +167,32 @@ public static class ComponentBenchmark
         clock.Restart();
         var (steps, guidance, result) = generate(pipeline);
         double ms = clock.Elapsed.TotalMilliseconds;
-        return new MeasuredGeneration(steps, guidance, result.Scheduler, result.Timings.DenoiserCalls, loadSeconds, ms, peakReset ? PeakRssBytes() : null);
+        return new MeasuredGeneration(steps, guidance, result.Scheduler, result.Timings.DenoiserCalls, loadSeconds, ms, peakReset ? PeakRssBytes() : null)
+        {
+            Parts = GenerationParts(result),
+        };
+    }
+
+    /// <summary>The generation's time per benchmark component (the names the composed figure uses).</summary>
+    internal static IReadOnlyList<GenerationPart> GenerationParts(Pipelines.GenerationResult result)
+    {
+        var t = result.Timings;
+        var parts = new List<GenerationPart> { new(StableDiffusionArchitecture.TextEncoder, t.TextEncoder.TotalMilliseconds, null) };
+        if (result.Stages.Count == 0)
+        {
+            parts.Add(new(StableDiffusionArchitecture.UNet, t.Denoiser.TotalMilliseconds, t.DenoiserCalls));
+            parts.Add(new(StableDiffusionArchitecture.VaeDecoder, t.Decoder.TotalMilliseconds, result.Images.Count));
+        }
+        else
+        {
+            parts.AddRange(result.Stages.Select(s => new GenerationPart(s.Stage switch
+            {
+                "prior" => StableCascadeArchitecture.Prior,
+                "decoder" => StableCascadeArchitecture.Decoder,
+                _ => StableCascadeArchitecture.Vqgan,
+            }, s.Model.TotalMilliseconds, s.Calls)));
+        }
+        return parts;
     }
 
     /// <summary>The --compression value for static W8A8 (int8 weights and activations) on the denoisers.</summary>

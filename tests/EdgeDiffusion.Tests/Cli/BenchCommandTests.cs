@@ -124,6 +124,16 @@ public sealed class BenchCommandTests : IDisposable
         Assert.Equal("ddpm-wuerstchen", measured.GetProperty("scheduler").GetString());
         Assert.Equal(5, measured.GetProperty("denoiser_calls").GetInt32());
         Assert.Equal(4.0, measured.GetProperty("guidance").GetDouble());
+        // Where its time went, by the composed figure's component names (Stage A is vae_decoder/ in the builder's layout):
+        // each stage's runs as the pipeline counted them, within the generation's own time.
+        var parts = measured.GetProperty("parts").EnumerateArray().ToDictionary(p => p.GetProperty("component").GetString()!);
+        Assert.Equal(["text_encoder", "prior", "decoder", "vae_decoder"], parts.Keys);
+        Assert.Equal(3, parts["prior"].GetProperty("calls").GetInt32());
+        Assert.Equal(2, parts["decoder"].GetProperty("calls").GetInt32());
+        Assert.Equal(1, parts["vae_decoder"].GetProperty("calls").GetInt32());
+        Assert.All(parts.Values, p => Assert.True(p.GetProperty("ms").GetDouble() > 0));
+        Assert.True(parts.Values.Sum(p => p.GetProperty("ms").GetDouble()) <= measured.GetProperty("generation_ms").GetDouble());
+        Assert.True(parts["prior"].GetProperty("composed_ms").GetDouble() > 0);
     }
 
     [Theory]
