@@ -18,7 +18,6 @@ prior produces shape and colour, but
 The prior and Stage B keep an EMA (0.998); Stage A and the compressor are the resumed state's.
 """
 import argparse
-import copy
 import json
 import os
 import sys
@@ -130,20 +129,10 @@ def train_text(text, items, tokenizer, iters, batch, rng, lr, length=20):
 
 
 def train_decoder(decoder, text, tokenizer, items, targets, latents, iters, batch, rng, lr, deadline, floor, effnet_noise):
-    opt = torch.optim.AdamW(decoder.parameters(), lr=lr, weight_decay=0.01)
-    ema = copy.deepcopy(decoder).eval()
-    for p in ema.parameters():
-        p.requires_grad_(False)
-    start = time.time()
-    budget = None if deadline is None else deadline - start
+    """Stage B alone on fixed targets (train.train_alone); returns its EMA copy and the iterations."""
     log(f"Stage B stage: up to {iters} x {batch}, fixed targets, effnet noise {effnet_noise}, loss floor {floor}")
-    step, avg = 0, None
-    while True:
-        p = train.progress_of(step, iters, start, budget)
-        if p >= 1:
-            break
-        for g in opt.param_groups:
-            g["lr"] = train.lr_at(int(p * iters), iters, lr, 100)
+
+    def batch_loss():
         idx = rng.integers(len(targets), size=batch)
         sel = torch.from_numpy(idx)
         # the frozen text encoder's pooled embedding of a random caption, the empty caption's for 10 % (as in the joint stage)
@@ -152,20 +141,10 @@ def train_decoder(decoder, text, tokenizer, items, targets, latents, iters, batc
             pooled = text(torch.tensor([tokenizer.encode(c) for c in caps], dtype=torch.int32))[0]
         e = targets[sel]
         e = e + effnet_noise * torch.randn_like(e)
-        loss = train.diffusion_loss(decoder, latents[sel], rng, "x0", floor, clip_text_pooled=pooled[:, None], effnet=e)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(decoder.parameters(), 1.0)
-        opt.step()
-        train.ema_update(list(ema.parameters()), list(decoder.parameters()), step)
-        avg = loss.item() if avg is None else 0.98 * avg + 0.02 * loss.item()
-        if step % 100 == 0:
-            el = time.time() - start
-            log(f"decoder {step}/{iters} loss_b {loss.item():.4f} (avg {avg:.4f}) lr {opt.param_groups[0]['lr']:.2e} progress {p:.3f} "
-                f"({(step + 1) / el:.2f} it/s, {el / 60:.1f} min)")
-        step += 1
-    log(f"Stage B: {step} iterations done")
-    return ema, step
+        return train.diffusion_loss(decoder, latents[sel], rng, "x0", floor, clip_text_pooled=pooled[:, None], effnet=e)
+
+    ema, _, steps = train.train_alone(decoder, batch_loss, iters, rng, lr, deadline, "decoder")
+    return ema, steps
 
 
 def main():

@@ -311,19 +311,16 @@ def effnet_all(effnet, images, masks, batch=500):
     return torch.cat([effnet(effnet_input(images[i:i + batch], masks[i:i + batch])) for i in range(0, len(images), batch)])
 
 
-def train_prior(prior, text, effnet_latents, items, tokenizer, iters, batch, rng, lr, deadline, floor=1.0, log_every=100):
-    """Stage C alone on fixed targets (the frozen EMA effnet's latents of every training picture, computed once) and the
-    frozen text encoder: the prior no longer chases a compressor that moves under it, and at a 2x2 map it is cheap, so
-    it gets large batches. x0 loss weighted clamp(SNR, floor, 5): floor 1 keeps the high-noise steps (where the prior
-    must read the caption) at full weight. Trains `prior` in place; returns its EMA copy."""
-    ema = copy.deepcopy(prior).eval()
+def train_alone(module, batch_loss, iters, rng, lr, deadline, name, log_every=100):
+    """One module alone on a batch loss (batch_loss() draws its own batch from rng): AdamW, warm-up 100, cosine by
+    iterations or time (whichever is further), grad clip 1, EMA. Trains `module` in place; returns its EMA copy, the
+    seconds and the iterations."""
+    ema = copy.deepcopy(module).eval()
     for p in ema.parameters():
         p.requires_grad_(False)
-    opt = torch.optim.AdamW(prior.parameters(), lr=lr, weight_decay=0.01)
+    opt = torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=0.01)
     start = time.time()
     budget = None if deadline is None else deadline - start
-    log(f"prior stage: up to {iters} x {batch}, {len(effnet_latents)} fixed effnet targets, loss floor {floor}")
-    u_ids = torch.tensor([tokenizer.encode("")], dtype=torch.int32)
     step, avg = 0, None
     while True:
         p = progress_of(step, iters, start, budget)
@@ -331,25 +328,38 @@ def train_prior(prior, text, effnet_latents, items, tokenizer, iters, batch, rng
             break
         for g in opt.param_groups:
             g["lr"] = lr_at(int(p * iters), iters, lr, 100)
+        loss = batch_loss()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
+        opt.step()
+        ema_update(ema.parameters(), module.parameters(), step)
+        avg = loss.item() if avg is None else 0.98 * avg + 0.02 * loss.item()
+        if step % log_every == 0:
+            el = time.time() - start
+            log(f"{name} {step}/{iters} loss {loss.item():.4f} (avg {avg:.4f}) lr {opt.param_groups[0]['lr']:.2e} progress {p:.3f} "
+                f"({(step + 1) / el:.2f} it/s, {el / 60:.1f} min)")
+        step += 1
+    log(f"{name}: {step} iterations done")
+    return ema, time.time() - start, step
+
+
+def train_prior(prior, text, effnet_latents, items, tokenizer, iters, batch, rng, lr, deadline, floor=1.0, log_every=100):
+    """Stage C alone on fixed targets (the frozen EMA effnet's latents of every training picture, computed once) and the
+    frozen text encoder: the prior no longer chases a compressor that moves under it, and at a 2x2 map it is cheap, so
+    it gets large batches. x0 loss weighted clamp(SNR, floor, 5): floor 1 keeps the high-noise steps (where the prior
+    must read the caption) at full weight. Trains `prior` in place; returns its EMA copy."""
+    log(f"prior stage: up to {iters} x {batch}, {len(effnet_latents)} fixed effnet targets, loss floor {floor}")
+
+    def batch_loss():
         idx = rng.integers(len(effnet_latents), size=batch)
         caps = ["" if rng.random() < 0.1 else data.random_caption(items[i], rng) for i in idx]
         with torch.no_grad():
             pooled, _, hidden = text(torch.tensor([tokenizer.encode(c) for c in caps], dtype=torch.int32))
-        loss = diffusion_loss(prior, effnet_latents[torch.from_numpy(idx)], rng, "x0", floor,
+        return diffusion_loss(prior, effnet_latents[torch.from_numpy(idx)], rng, "x0", floor,
                               clip_text_pooled=pooled[:, None], clip_text=hidden, clip_img=torch.zeros(batch, 1, CLIP_IMG))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(prior.parameters(), 1.0)
-        opt.step()
-        ema_update(ema.parameters(), prior.parameters(), step)
-        avg = loss.item() if avg is None else 0.98 * avg + 0.02 * loss.item()
-        if step % log_every == 0:
-            el = time.time() - start
-            log(f"prior {step}/{iters} loss {loss.item():.4f} (avg {avg:.4f}) lr {opt.param_groups[0]['lr']:.2e} progress {p:.3f} "
-                f"({(step + 1) / el:.2f} it/s, {el / 60:.1f} min)")
-        step += 1
-    log(f"prior: {step} iterations done")
-    return ema, time.time() - start, step
+
+    return train_alone(prior, batch_loss, iters, rng, lr, deadline, "prior", log_every)
 
 
 def main():

@@ -113,7 +113,7 @@ public sealed record BenchmarkReport(
                 ["parts"] = new JsonArray(g.Parts.Select(part => (JsonNode)new JsonObject
                 {
                     ["component"] = part.Component, ["ms"] = part.Ms, ["calls"] = part.Calls,
-                    ["composed_ms"] = Components.FirstOrDefault(c => c.Name == part.Component)?.PerPictureMs,
+                    ["composed_ms"] = Composed(part)?.PerPictureMs,
                 }).ToArray()),
             } : null,
             ["components"] = components,
@@ -188,7 +188,7 @@ public sealed record BenchmarkReport(
         {
             // Per component: the generation's own runs against the composed share, so a gap shows where it is (a session's
             // first run, which the composed medians leave out, or time between the runs).
-            var parts = measured.Parts.Select(part => Components.FirstOrDefault(c => c.Name == part.Component) is { } c
+            var parts = measured.Parts.Select(part => Composed(part) is { } c
                 ? $"{part.Component} {F(part.Ms / 1000, "0.00")} s / {F(c.PerPictureMs / 1000, "0.00")} s ({F(part.Ms / c.PerPictureMs, "0.00")}×{(part.Calls is int n ? $", {n} calls" : "")})"
                 : $"{part.Component} {F(part.Ms / 1000, "0.00")} s");
             double inRuns = measured.Parts.Sum(p => p.Ms);
@@ -207,6 +207,9 @@ public sealed record BenchmarkReport(
         sb.AppendLine($"model folder: {ModelFolder}");
         return sb.ToString();
     }
+
+    /// <summary>The component a part of the measured generation is set beside (null when that component was not measured).</summary>
+    private ComponentResult? Composed(GenerationPart part) => Components.FirstOrDefault(c => c.Name == part.Component);
 
     internal static string F(double v, string format) => v.ToString(format, CultureInfo.InvariantCulture);
 

@@ -120,10 +120,10 @@ public static class ComponentBenchmark
             generation = allPlans.Any(p => p.Name == StableDiffusionArchitecture.UNet)
                 ? MeasureGeneration(folder, resolution, allPlans.First(p => p.Name == StableDiffusionArchitecture.UNet), settings, cancellation)
                 : MeasureCascadeGeneration(folder, resolution, allPlans.First(p => p.Name == StableCascadeArchitecture.Prior),
-                    allPlans.First(p => p.Name == StableCascadeArchitecture.Decoder), settings, cancellation);
-            // Stage A's folder is vqgan/ in diffusers' layout and vae_decoder/ in the builders' (both hold the same decoder).
-            string stageA = allPlans.Any(p => p.Name == StableCascadeArchitecture.Vqgan) ? StableCascadeArchitecture.Vqgan : StableCascadeArchitecture.VaeDecoder;
-            generation = generation with { Parts = generation.Parts.Select(p => p.Component == StableCascadeArchitecture.Vqgan ? p with { Component = stageA } : p).ToList() };
+                    allPlans.First(p => p.Name == StableCascadeArchitecture.Decoder),
+                    // Stage A's folder is vqgan/ in diffusers' layout and vae_decoder/ in the builders' (the same decoder).
+                    allPlans.Any(p => p.Name == StableCascadeArchitecture.Vqgan) ? StableCascadeArchitecture.Vqgan : StableCascadeArchitecture.VaeDecoder,
+                    settings, cancellation);
         }
         return new BenchmarkReport(folderName, resolution, options.Compression, options.Decompression.ToString().ToLowerInvariant(), Path.GetFullPath(folder),
             options.Runs, options.Warmup, options.GemmSize, gemm, conv, results, described, plans.Length == allPlans.Length, generation, others);
@@ -132,7 +132,7 @@ public static class ComponentBenchmark
     /// <summary>Loads the folder's pipeline and times one generation with the steps and guidance the composed figure assumes.</summary>
     private static MeasuredGeneration MeasureGeneration(string folder, int resolution, Plan unet, SessionSettings settings, CancellationToken cancellation) =>
         // Batch 2 means classifier-free guidance at SD's usual scale; batch 1 (SD-Turbo) runs without it.
-        TimeOneGeneration(() => Pipelines.StableDiffusionPipeline.Load(folder, settings), pipeline =>
+        TimeOneGeneration(() => Pipelines.StableDiffusionPipeline.Load(folder, settings), StableDiffusionArchitecture.VaeDecoder, pipeline =>
         {
             var request = new Pipelines.GenerationRequest
             {
@@ -144,8 +144,9 @@ public static class ComponentBenchmark
         });
 
     /// <summary>Stable Cascade: one picture through the three stages with the prior and decoder steps of the composed figure (prior guided at 4, decoder unguided).</summary>
-    private static MeasuredGeneration MeasureCascadeGeneration(string folder, int resolution, Plan prior, Plan decoder, SessionSettings settings, CancellationToken cancellation) =>
-        TimeOneGeneration(() => Pipelines.StableCascadePipeline.Load(folder, settings), pipeline =>
+    private static MeasuredGeneration MeasureCascadeGeneration(string folder, int resolution, Plan prior, Plan decoder, string stageA, SessionSettings settings,
+        CancellationToken cancellation) =>
+        TimeOneGeneration(() => Pipelines.StableCascadePipeline.Load(folder, settings), stageA, pipeline =>
         {
             var request = new Pipelines.CascadeRequest
             {
@@ -156,7 +157,8 @@ public static class ComponentBenchmark
         });
 
     /// <summary>Session creation, then one generation, timed apart; the process's peak RSS over both (reset first where Linux allows).</summary>
-    private static MeasuredGeneration TimeOneGeneration<TPipeline>(Func<TPipeline> load, Func<TPipeline, (int Steps, double Guidance, Pipelines.GenerationResult Result)> generate)
+    private static MeasuredGeneration TimeOneGeneration<TPipeline>(Func<TPipeline> load, string imageDecoder,
+        Func<TPipeline, (int Steps, double Guidance, Pipelines.GenerationResult Result)> generate)
         where TPipeline : IDisposable
     {
         GC.Collect();
@@ -169,19 +171,19 @@ public static class ComponentBenchmark
         double ms = clock.Elapsed.TotalMilliseconds;
         return new MeasuredGeneration(steps, guidance, result.Scheduler, result.Timings.DenoiserCalls, loadSeconds, ms, peakReset ? PeakRssBytes() : null)
         {
-            Parts = GenerationParts(result),
+            Parts = GenerationParts(result, imageDecoder),
         };
     }
 
-    /// <summary>The generation's time per benchmark component (the names the composed figure uses).</summary>
-    internal static IReadOnlyList<GenerationPart> GenerationParts(Pipelines.GenerationResult result)
+    /// <summary>The generation's time per benchmark component (the names the composed figure uses; <paramref name="imageDecoder"/>: the folder of the model that makes the pixels).</summary>
+    internal static IReadOnlyList<GenerationPart> GenerationParts(Pipelines.GenerationResult result, string imageDecoder)
     {
         var t = result.Timings;
         var parts = new List<GenerationPart> { new(StableDiffusionArchitecture.TextEncoder, t.TextEncoder.TotalMilliseconds, null) };
         if (result.Stages.Count == 0)
         {
             parts.Add(new(StableDiffusionArchitecture.UNet, t.Denoiser.TotalMilliseconds, t.DenoiserCalls));
-            parts.Add(new(StableDiffusionArchitecture.VaeDecoder, t.Decoder.TotalMilliseconds, result.Images.Count));
+            parts.Add(new(imageDecoder, t.Decoder.TotalMilliseconds, result.Images.Count));
         }
         else
         {
@@ -189,7 +191,7 @@ public static class ComponentBenchmark
             {
                 "prior" => StableCascadeArchitecture.Prior,
                 "decoder" => StableCascadeArchitecture.Decoder,
-                _ => StableCascadeArchitecture.Vqgan,
+                _ => imageDecoder,
             }, s.Model.TotalMilliseconds, s.Calls)));
         }
         return parts;

@@ -114,6 +114,9 @@ public sealed class BenchCommandTests : IDisposable
         Assert.Equal("pndm", generation.GetProperty("scheduler").GetString());
         Assert.Equal(5, generation.GetProperty("denoiser_calls").GetInt32());
         Assert.True(generation.GetProperty("generation_ms").GetDouble() > 0);
+        var sdParts = generation.GetProperty("parts").EnumerateArray().ToDictionary(p => p.GetProperty("component").GetString()!);
+        Assert.Equal(["text_encoder", "unet", "vae_decoder"], sdParts.Keys);
+        Assert.Equal(5, sdParts["unet"].GetProperty("calls").GetInt32());
 
         // Stable Cascade: prior 3 + decoder 2 steps through the three-stage pipeline, the prior guided (one call per step).
         var cascade = CliRunner.Run("bench", "--arch", "cascade-tiny", "--dir", _dir, "--gemm-size", "0", "--runs", "1", "--warmup", "0",
