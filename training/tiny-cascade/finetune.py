@@ -128,9 +128,12 @@ def train_text(text, items, tokenizer, iters, batch, rng, lr, length=20):
     return text.eval()
 
 
-def train_decoder(decoder, text, tokenizer, items, targets, latents, iters, batch, rng, lr, deadline, floor, effnet_noise):
-    """Stage B alone on fixed targets (train.train_alone); returns its EMA copy and the iterations."""
-    log(f"Stage B stage: up to {iters} x {batch}, fixed targets, effnet noise {effnet_noise}, loss floor {floor}")
+def train_decoder(decoder, text, tokenizer, items, targets, latents, iters, batch, rng, lr, deadline, floor, effnet_noise,
+                  pixels=None, vq=None, scale_factor=1.0, pixel_weight=0.0):
+    """Stage B alone on fixed targets (train.train_alone); returns its EMA copy and the iterations. pixel_weight > 0 adds
+    the picture loss of the predicted x0 decoded by the frozen Stage A (the latent MSE weighs every latent value alike,
+    while the shape is decided by a few values at its edges)."""
+    log(f"Stage B stage: up to {iters} x {batch}, fixed targets, effnet noise {effnet_noise}, loss floor {floor}, pixel weight {pixel_weight}")
 
     def batch_loss():
         idx = rng.integers(len(targets), size=batch)
@@ -141,7 +144,11 @@ def train_decoder(decoder, text, tokenizer, items, targets, latents, iters, batc
             pooled = text(torch.tensor([tokenizer.encode(c) for c in caps], dtype=torch.int32))[0]
         e = targets[sel]
         e = e + effnet_noise * torch.randn_like(e)
-        return train.diffusion_loss(decoder, latents[sel], rng, "x0", floor, clip_text_pooled=pooled[:, None], effnet=e)
+        pixel_loss = None
+        if pixel_weight > 0:
+            x = train.to01(pixels[idx])
+            pixel_loss = lambda pred: pixel_weight * train.picture_loss(vq.decoder(pred * scale_factor), x)  # noqa: E731
+        return train.diffusion_loss(decoder, latents[sel], rng, "x0", floor, pixel_loss, clip_text_pooled=pooled[:, None], effnet=e)
 
     ema, _, steps = train.train_alone(decoder, batch_loss, iters, rng, lr, deadline, "decoder")
     return ema, steps
@@ -169,6 +176,7 @@ def main():
     ap.add_argument("--decoder-lr", type=float, default=5e-4)
     ap.add_argument("--decoder-floor", type=float, default=0.1)
     ap.add_argument("--effnet-noise", type=float, default=0.1)
+    ap.add_argument("--decoder-pixel-weight", type=float, default=0.0, help="weight of Stage B's picture loss through the frozen Stage A (0: latents only)")
     ap.add_argument("--stages", default="text,prior,decoder", help="which stages run, in this order (a comma-separated subset; 'none': export only)")
     ap.add_argument("--decoder-from", default=None, help="Stage B from this state.pt (same text encoder and compressor as --resume)")
     ap.add_argument("--smoke", action="store_true")
@@ -195,6 +203,8 @@ def main():
         log(f"Stage B taken from {a.decoder_from}")
     effnet.eval()
     vq.eval()
+    for p in vq.parameters():  # frozen: Stage B's picture loss only passes through it
+        p.requires_grad_(False)
     scale_factor = st["scale_factor"]
     tokenizer = data.Tokenizer()
     t0 = time.time()
@@ -240,7 +250,8 @@ def main():
             export_and_eval("after " + ", ".join(done))
     if "decoder" in stages:
         modules["decoder"], dsteps = train_decoder(decoder.train(), modules["text"], tokenizer, items, targets, latents, a.decoder_iters,
-                                                   a.decoder_batch, rng, a.decoder_lr, deadline, a.decoder_floor, a.effnet_noise)
+                                                   a.decoder_batch, rng, a.decoder_lr, deadline, a.decoder_floor, a.effnet_noise,
+                                                   images, vq, scale_factor, a.decoder_pixel_weight)
         done.append(f"Stage B {dsteps} x {a.decoder_batch}")
     export_and_eval("final: " + ", ".join(done))
     log(f"done in {(time.time() - run_start) / 60:.1f} min -> {a.out}")

@@ -122,6 +122,17 @@ def progress_of(step, iters, start, budget):
     return p
 
 
+def picture_loss(rec, x):
+    """Per picture: MSE x4 + L1, x5 within one pixel of an edge of the target x (those pixels decide the classifier's
+    mask), + L1 of the image gradients; rec and x in [0, 1]."""
+    gy, gx = grads(x)
+    edge = F.pad(gy.abs().sum(1, keepdim=True), (0, 0, 0, 1)) + F.pad(gx.abs().sum(1, keepdim=True), (0, 1))
+    wpx = 1 + (VQ["boundary_weight"] - 1) * (F.max_pool2d(edge, 3, 1, 1) > 0.05).float()
+    loss = (wpx * (4 * (rec - x) ** 2 + (rec - x).abs())).mean(dim=(1, 2, 3))
+    (ry, rx), (xy, xx) = grads(rec), grads(x)
+    return loss + 2 * VQ["edge_weight"] * ((ry - xy).abs().mean(dim=(1, 2, 3)) + (rx - xx).abs().mean(dim=(1, 2, 3)))
+
+
 def train_vq(images, iters, batch, rng, lr=2e-3, deadline=None):
     """Plain autoencoder (no quantizer): MSE + 0.5 L1 (x5 within one pixel of the target's edges) + 0.5 L1 of the image
     gradients, on [0, 1] pictures (x2, so the weights read as on [-1, 1]); the latents get 5 % (of their batch std) Gaussian noise before decoding so the decoder
@@ -143,13 +154,7 @@ def train_vq(images, iters, batch, rng, lr=2e-3, deadline=None):
         z = z + VQ["latent_noise"] * z.detach().std() * torch.randn_like(z)
         rec = vq.decoder(z)
         mse = F.mse_loss(rec, x)
-        # x5 weight on the pixels within one pixel of an edge of the target (they decide the classifier's mask)
-        gy, gx = grads(x)
-        edge = F.pad(gy.abs().sum(1, keepdim=True), (0, 0, 0, 1)) + F.pad(gx.abs().sum(1, keepdim=True), (0, 1))
-        wpx = 1 + (VQ["boundary_weight"] - 1) * (F.max_pool2d(edge, 3, 1, 1) > 0.05).float()
-        loss = (wpx * (4 * (rec - x) ** 2 + (rec - x).abs())).mean()
-        (ry, rx), (xy, xx) = grads(rec), grads(x)
-        loss = loss + 2 * VQ["edge_weight"] * (F.l1_loss(ry, xy) + F.l1_loss(rx, xx))
+        loss = picture_loss(rec, x).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vq.parameters(), 1.0)
@@ -207,7 +212,7 @@ def load_state(path):
     return ev.torch_fns(text, stage(prior, param), stage(decoder, param), vq.decoder, CLIP_IMG, EFFNET_SIZE)
 
 
-def diffusion_loss(model, x0, rng, param="x0", floor=0.1, **cond):
+def diffusion_loss(model, x0, rng, param="x0", floor=0.1, pixel_loss=None, **cond):
     """param eps: epsilon MSE, min-SNR-5 weighted; param x0: the UNet predicts x0, MSE weighted clamp(SNR, 0.1, 5)
     (= epsilon MSE for SNR in [0.1, 5], capped like min-SNR above, floored below so the high-noise means still train)."""
     b = x0.shape[0]
@@ -218,7 +223,10 @@ def diffusion_loss(model, x0, rng, param="x0", floor=0.1, **cond):
     pred = model(xt, t, **cond)
     snr = ab / (1 - ab)
     if param == "x0":
-        return (torch.clamp(snr, floor, 5.0) * (pred - x0).pow(2).mean(dim=(1, 2, 3))).mean()
+        per_sample = (pred - x0).pow(2).mean(dim=(1, 2, 3))
+        if pixel_loss is not None:  # pixel_loss(pred) -> per-sample loss of the predicted x0 in picture space
+            per_sample = per_sample + pixel_loss(pred)
+        return (torch.clamp(snr, floor, 5.0) * per_sample).mean()
     w = torch.clamp(snr, max=5.0) / snr
     return (w * (pred - noise).pow(2).mean(dim=(1, 2, 3))).mean()
 
