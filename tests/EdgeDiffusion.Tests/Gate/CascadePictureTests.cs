@@ -69,15 +69,15 @@ public sealed class CascadePictureTests(ITestOutputHelper output)
 }
 
 /// <summary>
-/// The tiny-cascade floors, a few points under what the shipped model measures on this subset in C# (2026-12-07 model,
-/// staged fine-tuning: background 77.8 %, foreground colour 97.2 %, shape 55.6 %, position 95.8 %; int8 46.0 dB, 6-bit
-/// palettes 40.0 dB). The 2026-12-06 model read background 100 %, foreground 83.3 %, shape 33.3 % (blobs): the shapes and
-/// the shape's colour are drawn now, some backgrounds are lost (Python, all 72 held-out captions x 2 seeds: background
-/// 88.2 %, colour 97.9 %, shape 45.1 %); the shape is still under the 75 %. Raise them with the model.
+/// The tiny-cascade floors, a few points under what the shipped model measures on this subset in C# (2026-12-07 second
+/// model, Stage B continued with loss floor 1 and the prior for 45 min more: background 88.9 %, foreground colour 94.4 %, shape 58.3 %,
+/// position 91.7 %; int8 47.8 dB, 6-bit palettes 39.3 dB). The first 2026-12-07 model read background 77.8 %, foreground
+/// 97.2 %, shape 55.6 %; the 2026-12-06 model shape 33.3 % (blobs). Python, all 72 held-out captions x 2 seeds: background
+/// 93.8 %, colour 100 %, shape 64.6 %; the shape is still under the 75 %. Raise them with the model.
 /// </summary>
 internal static class CascadeFloors
 {
     public const double Foreground = 0.9;
-    public const double Background = 0.7;
-    public const double Shape = 0.45;
+    public const double Background = 0.8;
+    public const double Shape = 0.5;
 }
