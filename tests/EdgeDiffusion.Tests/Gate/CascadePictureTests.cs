@@ -69,15 +69,15 @@ public sealed class CascadePictureTests(ITestOutputHelper output)
 }
 
 /// <summary>
-/// The tiny-cascade floors, a few points under what the shipped model measures on this subset in C# (2026-12-07 second
-/// model, Stage B continued with loss floor 1 and the prior for 45 min more: background 88.9 %, foreground colour 94.4 %, shape 58.3 %,
-/// position 91.7 %; int8 47.8 dB, 6-bit palettes 39.3 dB). The first 2026-12-07 model read background 77.8 %, foreground
-/// 97.2 %, shape 55.6 %; the 2026-12-06 model shape 33.3 % (blobs). Python, all 72 held-out captions x 2 seeds: background
-/// 93.8 %, colour 100 %, shape 64.6 %; the shape is still under the issue's 75 %. Raise them with the model.
+/// The tiny-cascade floors, a few pictures under what the shipped model measures on this subset in C# (2026-12-07 third
+/// model, Stage B continued with loss floor 1 and effnet noise 0.3: background 91.7 %, foreground colour 97.2 %, shape
+/// 72.2 %, position 91.7 %; int8 51.0 dB, 6-bit palettes 41.6 dB). Earlier models: the first 2026-12-07 one background
+/// 77.8 %, shape 55.6 %; the 2026-12-06 one shape 33.3 % (blobs). Python, all 72 held-out captions x 2 seeds:
+/// background 93.1 %, colour 100 %, shape 70.8 % (the issue asks 75 %). Raise them with the model.
 /// </summary>
 internal static class CascadeFloors
 {
     public const double Foreground = 0.9;
-    public const double Background = 0.8;
-    public const double Shape = 0.5;
+    public const double Background = 0.85;
+    public const double Shape = 0.65;
 }
