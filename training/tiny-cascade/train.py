@@ -213,8 +213,10 @@ def load_state(path):
 
 
 def diffusion_loss(model, x0, rng, param="x0", floor=0.1, pixel_loss=None, **cond):
-    """param eps: epsilon MSE, min-SNR-5 weighted; param x0: the UNet predicts x0, MSE weighted clamp(SNR, 0.1, 5)
-    (= epsilon MSE for SNR in [0.1, 5], capped like min-SNR above, floored below so the high-noise means still train)."""
+    """param eps: epsilon MSE, min-SNR-5 weighted; param x0: the UNet predicts x0, MSE weighted clamp(SNR, floor, 5)
+    (= epsilon MSE for SNR in [floor, 5], capped like min-SNR above, floored below so the high-noise steps still train),
+    plus pixel_loss(pred) per sample where given (x0 only)."""
+    assert pixel_loss is None or param == "x0", "pixel_loss needs the x0 parameterisation"
     b = x0.shape[0]
     t = torch.from_numpy(rng.random(b).astype(np.float32))
     ab = alpha_cumprod(t)
