@@ -218,7 +218,7 @@ def main():
 
     def export_and_eval(label):
         from export import export_folder  # noqa: E402
-        info = {"seed": str(a.seed), "steps": f"finetune.py of {a.resume}", "note": label, "param": "x0"}
+        info = {"seed": str(a.seed), "steps": "finetune.py (recipes, commands, logs: training/tiny-cascade/README.md)", "note": label, "param": "x0"}
         export_folder(a.out, tokenizer, modules["text"], train.stage(modules["prior"], "x0"), train.stage(modules["decoder"], "x0"), vq,
                       scale_factor, train.TEXT, train.VQ, train.CLIP_IMG, train.EFFNET_SIZE, info)
         torch.save({"vocab": st["vocab"], "scale_factor": scale_factor, "param": "x0", "effnet_input": "rgb",
