@@ -129,15 +129,20 @@ def train_text(text, items, tokenizer, iters, batch, rng, lr, length=20):
 
 
 def train_decoder(decoder, text, tokenizer, items, targets, latents, iters, batch, rng, lr, deadline, floor, effnet_noise,
-                  pixels=None, vq=None, scale_factor=1.0, pixel_weight=0.0, text_drop=0.1):
+                  pixels=None, vq=None, scale_factor=1.0, pixel_weight=0.0, text_drop=0.1, hard_weight=1.0):
     """Stage B alone on fixed targets (train.train_alone); returns its EMA copy and the iterations. pixel_weight > 0 adds
     the picture loss of the predicted x0 decoded by the frozen Stage A (the latent MSE weighs every latent value alike,
     while the shape is decided by a few values at its edges)."""
     log(f"Stage B stage: up to {iters} x {batch}, fixed targets, effnet noise {effnet_noise}, loss floor {floor}, pixel weight {pixel_weight}, "
-        f"text drop {text_drop}")
+        f"text drop {text_drop}, small-corner weight {hard_weight}")
+    # Small and paired triangles and squares (corners a few latent pixels wide) drawn hard_weight times as often: Stage B
+    # rounded their corners into blobs that read as circles, on training captions as on held-out ones.
+    hard = np.array([it["shape"] != "circle" and (it["size"] == "small" or it["count"] == 2) for it in items])
+    p = np.where(hard, hard_weight, 1.0)
+    p = p / p.sum()
 
     def batch_loss():
-        idx = rng.integers(len(targets), size=batch)
+        idx = rng.choice(len(targets), size=batch, p=p)
         sel = torch.from_numpy(idx)
         # the frozen text encoder's pooled embedding of a random caption, the empty caption's for a share text_drop (0.1 as in
         # the joint stage; more makes Stage B read the layout from effnet rather than recall it from the caption)
@@ -180,6 +185,8 @@ def main():
     ap.add_argument("--effnet-noise", type=float, default=0.1)
     ap.add_argument("--decoder-text-drop", type=float, default=0.1,
                     help="share of Stage B's samples conditioned on the empty caption's pooled embedding")
+    ap.add_argument("--decoder-hard-weight", type=float, default=1.0,
+                    help="how much more often Stage B draws small or paired triangles and squares")
     ap.add_argument("--decoder-pixel-weight", type=float, default=0.0, help="weight of Stage B's picture loss through the frozen Stage A (0: latents only)")
     ap.add_argument("--stages", default="text,prior,decoder", help="which stages run, in this order (a comma-separated subset; 'none': export only)")
     ap.add_argument("--decoder-from", default=None, help="Stage B from this state.pt (same text encoder and compressor as --resume)")
@@ -255,7 +262,8 @@ def main():
     if "decoder" in stages:
         modules["decoder"], dsteps = train_decoder(decoder.train(), modules["text"], tokenizer, items, targets, latents, a.decoder_iters,
                                                    a.decoder_batch, rng, a.decoder_lr, deadline, a.decoder_floor, a.effnet_noise,
-                                                   images, vq, scale_factor, a.decoder_pixel_weight, a.decoder_text_drop)
+                                                   images, vq, scale_factor, a.decoder_pixel_weight, a.decoder_text_drop,
+                                                   a.decoder_hard_weight)
         done.append(f"Stage B {dsteps} x {a.decoder_batch}")
     export_and_eval("final: " + ", ".join(done))
     log(f"done in {(time.time() - run_start) / 60:.1f} min -> {a.out}")

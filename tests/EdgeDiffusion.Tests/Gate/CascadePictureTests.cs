@@ -69,15 +69,16 @@ public sealed class CascadePictureTests(ITestOutputHelper output)
 }
 
 /// <summary>
-/// The tiny-cascade floors, a few pictures under what the shipped model measures on this subset in C# (2026-12-07 third
-/// model, Stage B continued with loss floor 1 and effnet noise 0.3: background 91.7 %, foreground colour 97.2 %, shape
-/// 72.2 %, position 91.7 %; int8 51.0 dB, 6-bit palettes 41.6 dB). Earlier models: the first 2026-12-07 one background
-/// 77.8 %, shape 55.6 %; the 2026-12-06 one shape 33.3 % (blobs). Python, all 72 held-out captions x 2 seeds:
-/// background 93.1 %, colour 100 %, shape 70.8 % (the issue asks 75 %). Raise them with the model.
+/// The tiny-cascade floors, a few pictures under what the shipped model measures on this subset in C# (2026-12-07 fourth
+/// model, Stage B trained with the empty caption's pooled text for half its samples and small corners drawn 3x as often:
+/// background 97.2 %, foreground colour 94.4 %, shape 77.8 %, position 91.7 %; int8 49.7 dB, 6-bit palettes 38.6 dB).
+/// Earlier models: the third background 91.7 %, shape 72.2 %; the first 2026-12-07 one background 77.8 %, shape 55.6 %;
+/// the 2026-12-06 one shape 33.3 % (blobs). Python, all 72 held-out captions x 2 seeds: background 95.8 %, colour 100 %,
+/// shape 73.6 % (the issue asks 75 %). Raise them with the model.
 /// </summary>
 internal static class CascadeFloors
 {
     public const double Foreground = 0.9;
-    public const double Background = 0.85;
-    public const double Shape = 0.65;
+    public const double Background = 0.9;
+    public const double Shape = 0.7;
 }
