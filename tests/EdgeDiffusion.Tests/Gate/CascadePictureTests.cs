@@ -69,16 +69,18 @@ public sealed class CascadePictureTests(ITestOutputHelper output)
 }
 
 /// <summary>
-/// The tiny-cascade floors, a few pictures under what the shipped model measures on this subset in C# (2026-12-07 fourth
-/// model, Stage B trained with the empty caption's pooled text for half its samples and small corners drawn 3x as often:
-/// background 97.2 %, foreground colour 94.4 %, shape 77.8 %, position 91.7 %; int8 49.7 dB, 6-bit palettes 38.6 dB).
+/// The tiny-cascade floors, a few pictures under what the shipped model measures on this subset in C# (2026-12-07 fifth
+/// model, Stage B 45 min more at lr 1e-4 with the empty caption's pooled text for 70 % of its samples and small corners
+/// drawn 4x as often: background 97.2 %, foreground colour 94.4 %, shape 72.2 % (26 of 36), position 91.7 %; int8
+/// 49.3 dB, 6-bit palettes 39.1 dB). The shape floor sits two pictures under it (0.65): this subset is 36 pictures, and
+/// the fourth model read 77.8 % here while drawing fewer held-out shapes over 144 pictures (73.6 % against 76.4 %).
 /// Earlier models: the third background 91.7 %, shape 72.2 %; the first 2026-12-07 one background 77.8 %, shape 55.6 %;
-/// the 2026-12-06 one shape 33.3 % (blobs). Python, all 72 held-out captions x 2 seeds: background 95.8 %, colour 100 %,
-/// shape 73.6 % (the issue asks 75 %). Raise them with the model.
+/// the 2026-12-06 one shape 33.3 % (blobs). Python, all 72 held-out captions x 2 seeds: background 96.5 %, colour 100 %,
+/// shape 76.4 % (the issue asks 75 %; 6 seeds: 75.0 %). Raise them with the model.
 /// </summary>
 internal static class CascadeFloors
 {
     public const double Foreground = 0.9;
     public const double Background = 0.9;
-    public const double Shape = 0.7;
+    public const double Shape = 0.65;
 }
