@@ -170,6 +170,18 @@ def score(images, entries):
     return res, r
 
 
+def shape_by_kind(per_seed, entries):
+    """Shapes read right per kind of caption ("small triangle", "pair of squares", ...) over all seeds, as "k/n": the
+    total hides which kind is weak (small corners are)."""
+    counts = {}
+    for _, _, readings in per_seed:
+        for r, e in zip(readings, entries):
+            kind = f"pair of {e['shape']}s" if e["count"] == 2 else f"{e['size']} {e['shape']}"
+            right, n = counts.get(kind, (0, 0))
+            counts[kind] = (right + (r["shape"] == e["shape"]), n + 1)
+    return {k: f"{right}/{n}" for k, (right, n) in sorted(counts.items())}
+
+
 def torch_fns(text, prior, decoder, vqgan_decoder, clip_img_dim, effnet_size=2):
     return {
         "text": lambda ids: text(ids),
@@ -240,7 +252,9 @@ def main():
     totals, per_seed = evaluate(fns, entries, tok, range(a.seeds), scale, guidance, meta["prior_steps"], meta["decoder_steps"])
     print(json.dumps({"model": a.model, "backend": a.backend, "seeds": a.seeds, "guidance": guidance,
                       "pictures": a.seeds * len(entries), "seconds": round(time.time() - t0, 1),
-                      **{k: round(100 * v, 1) for k, v in totals.items()}}, indent=1))
+                      **{k: round(100 * v, 1) for k, v in totals.items()},
+                      "shape_per_seed": [round(100 * res["shape"], 1) for res, _, _ in per_seed],
+                      "shape_by_kind": shape_by_kind(per_seed, entries)}, indent=1))
     if a.save:
         np.save(a.save, np.stack([p[1] for p in per_seed]))
     if a.png:

@@ -190,6 +190,8 @@ def main():
     ap.add_argument("--decoder-pixel-weight", type=float, default=0.0, help="weight of Stage B's picture loss through the frozen Stage A (0: latents only)")
     ap.add_argument("--stages", default="text,prior,decoder", help="which stages run, in this order (a comma-separated subset; 'none': export only)")
     ap.add_argument("--decoder-from", default=None, help="Stage B from this state.pt (same text encoder and compressor as --resume)")
+    ap.add_argument("--note", default=None,
+                    help="model_index.json's note for the final export (which runs' logs the weights come from; default: the stages run)")
     ap.add_argument("--smoke", action="store_true")
     a = ap.parse_args()
     if a.smoke:
@@ -265,7 +267,7 @@ def main():
                                                    images, vq, scale_factor, a.decoder_pixel_weight, a.decoder_text_drop,
                                                    a.decoder_hard_weight)
         done.append(f"Stage B {dsteps} x {a.decoder_batch}")
-    export_and_eval("final: " + ", ".join(done))
+    export_and_eval(a.note if a.note is not None else "final: " + ", ".join(done))
     log(f"done in {(time.time() - run_start) / 60:.1f} min -> {a.out}")
 
 
